@@ -1,0 +1,48 @@
+"""Write tables the way every tierwise output is written: whole or not at all.
+
+A reader (a spreadsheet, the service, the next run) must never see half a file, so each
+write goes to a temporary file in the same folder and is renamed into place. CSV cells that a
+spreadsheet would run as a formula are defused, since account data comes from customers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
+    """Write CSV or Parquet (chosen by the extension) atomically; returns the path written."""
+    path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"output {path}: use a .csv or .parquet file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if path.suffix == ".csv":
+            spreadsheet_safe(frame).to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that start like a formula with a quote, so Excel shows them as text."""
+    out = frame.copy()
+    for col in out.columns:
+        if pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object:
+            text = out[col].astype("string")
+            risky = text.str.startswith(FORMULA_STARTS).fillna(False)
+            if risky.any():
+                out[col] = text.where(~risky, "'" + text)
+    return out

@@ -1,0 +1,228 @@
+"""Window metrics declared as data.
+
+A customer's event vocabulary is not known in advance, so the default metric set is derived
+from the event types present; meaning the engine cannot guess (the mean NPS answer, tickets
+per active user) is declared in YAML. Every declaration carries the one-line description a
+CSM later reads in a reason, and a `family` that groups the metrics of one driver. The
+declarations are plain data so they can be logged with a model, reapplied at scoring, and
+compiled to SQL for a larger engine (`to_sql`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from features.tables import DataError
+
+AGGREGATES = ("count", "active_days", "distinct_users", "days_since_last", "sum_value", "mean_value")
+ALL_EVENTS = "activity"
+WINDOWS = (7, 30, 90)
+LOOKBACK = 365  # the longest window: no metric looks further back than this
+DEFAULT_YAML = Path(__file__).with_name("metrics.yaml")
+CONTRACT_COLUMNS = ("arr", "seats", "seat_utilisation", "tenure_days", "days_to_renewal")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One aggregate of the events matching `events` over [as_of - offset - window, as_of - offset)."""
+
+    name: str
+    family: str
+    events: tuple[str, ...]  # empty: every event
+    agg: str
+    window_days: int  # look-back in days; days_since_last is NaN when nothing happened within it
+    description: str
+    offset_days: int = 0
+    hidden: bool = False  # computed for derived metrics, not a model feature
+
+    def to_sql(self, events_table: str = "events", dates_table: str = "as_of_dates") -> str:
+        """The same metric as one SQL query, for engines other than the embedded one."""
+        expr = {
+            "count": "SUM(COALESCE(e.count, 1))",
+            "active_days": "COUNT(DISTINCT CAST(e.timestamp AS DATE))",
+            "distinct_users": "COUNT(DISTINCT e.user_id)",
+            "days_since_last": "DATE_DIFF('day', MAX(CAST(e.timestamp AS DATE)), d.as_of)",
+            "sum_value": "SUM(e.value)",
+            "mean_value": "AVG(e.value)",
+        }[self.agg]
+        conds = [
+            f"e.timestamp < d.as_of - INTERVAL {self.offset_days} DAY",
+            f"e.timestamp >= d.as_of - INTERVAL {self.offset_days + self.window_days} DAY",
+        ]
+        if self.events:
+            conds.append("e.event IN (" + ", ".join(f"'{e}'" for e in self.events) + ")")
+        return (
+            f"SELECT e.account_id, d.as_of, {expr} AS {self.name} FROM {events_table} e "
+            f"JOIN {dates_table} d ON {' AND '.join(conds)} GROUP BY e.account_id, d.as_of"
+        )
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A metric computed from other columns: `ratio` a / b, `change` a / b - 1, `rate` a / clip(b, 1, cap).
+
+    `rate` with b = tenure_days makes counts comparable for accounts younger than the window.
+    """
+
+    name: str
+    family: str
+    kind: str
+    numerator: str
+    denominator: str
+    description: str
+    cap: int | None = None
+
+    def values(self, frame: pd.DataFrame) -> pd.Series:
+        """Compute this metric on a frame holding its inputs; undefined (0 denominator) is NaN."""
+        num, den = frame[self.numerator].astype(float), frame[self.denominator].astype(float)
+        if self.kind == "rate":
+            return num / den.clip(lower=1, upper=self.cap)
+        ratio = num / den.where(den > 0)
+        return ratio - 1.0 if self.kind == "change" else ratio
+
+
+@dataclass(frozen=True)
+class MetricSet:
+    """Everything the engine computes: window metrics plus metrics derived from them."""
+
+    windows: tuple[Metric, ...]
+    derived: tuple[Derived, ...]
+
+    def to_dict(self) -> dict:
+        """Plain data, to log with a model and rebuild the identical set at scoring."""
+        return {"windows": [asdict(m) for m in self.windows], "derived": [asdict(d) for d in self.derived]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MetricSet:
+        """Inverse of `to_dict`."""
+        windows = tuple(Metric(**{**m, "events": tuple(m["events"])}) for m in data["windows"])
+        return cls(windows, tuple(Derived(**d) for d in data["derived"]))
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Model features in a fixed order (hidden helpers left out)."""
+        return [m.name for m in self.windows if not m.hidden] + [d.name for d in self.derived]
+
+    @property
+    def descriptions(self) -> dict[str, str]:
+        """Feature name -> one-line human description."""
+        return {m.name: m.description for m in self.windows} | {d.name: d.description for d in self.derived}
+
+    @property
+    def families(self) -> dict[str, str]:
+        """Feature name -> driver family (all metrics of one event type group into one reason)."""
+        return {m.name: m.family for m in self.windows} | {d.name: d.family for d in self.derived}
+
+
+def event_metrics(event: str, label: str) -> tuple[list[Metric], list[Derived]]:
+    """The default metrics for one event type: counts, active days, users, trend, recency."""
+    slug = slug_of(event)
+    one = (event,)
+    windows = [
+        Metric(f"{slug}__count_{w}d", slug, one, "count", w, f"{label} in the last {w} days") for w in WINDOWS
+    ]
+    windows += [
+        Metric(f"{slug}__count_prior_30d", slug, one, "count", 30, f"{label} 30-60 days ago", 30, hidden=True),
+        Metric(f"{slug}__active_days_30d", slug, one, "active_days", 30, f"days with {label} in the last 30 days"),
+        Metric(f"{slug}__users_30d", slug, one, "distinct_users", 30, f"users with {label} in the last 30 days"),
+        Metric(f"{slug}__days_since_last", slug, one, "days_since_last", LOOKBACK, f"days since the last of {label}"),
+    ]
+    derived = [
+        Derived(
+            f"{slug}__trend_30d", slug, "change", f"{slug}__count_30d", f"{slug}__count_prior_30d",
+            f"change in {label}, last 30 days vs the 30 before",
+        ),
+        Derived(
+            f"{slug}__rate_90d", slug, "rate", f"{slug}__count_90d", "tenure_days",
+            f"{label} per day over the last 90 days (or since sign-up)", cap=90,
+        ),
+    ]
+    return windows, derived
+
+
+def activity_metrics() -> tuple[list[Metric], list[Derived]]:
+    """Metrics over all events: active users and days, the broad adoption signal."""
+    fam = "active_users"
+    windows = [
+        Metric(f"{ALL_EVENTS}__users_{w}d", fam, (), "distinct_users", w, f"active users in the last {w} days")
+        for w in WINDOWS
+    ]
+    windows += [
+        Metric(f"{ALL_EVENTS}__users_prior_30d", fam, (), "distinct_users", 30, "active users 30-60 days ago", 30,
+               hidden=True),
+        Metric(f"{ALL_EVENTS}__active_days_30d", "activity", (), "active_days", 30, "active days in the last 30 days"),
+        Metric(f"{ALL_EVENTS}__days_since_last", "activity", (), "days_since_last", LOOKBACK, "days since any activity"),
+    ]
+    derived = [
+        Derived(f"{ALL_EVENTS}__users_trend_30d", fam, "change", f"{ALL_EVENTS}__users_30d",
+                f"{ALL_EVENTS}__users_prior_30d", "change in active users, last 30 days vs the 30 before")
+    ]
+    return windows, derived
+
+
+def default_metric_set(event_types: list[str], yaml_path: Path | None = DEFAULT_YAML) -> MetricSet:
+    """Metrics for the event types present, plus the YAML declarations whose events exist here."""
+    spec = load_yaml(yaml_path) if yaml_path else {}
+    labels = spec.get("event_labels", {}) or {}
+    windows, derived = activity_metrics()
+    for event in sorted(event_types):
+        w, d = event_metrics(event, labels.get(event, f"'{event.replace('_', ' ')}' events"))
+        windows += w
+        derived += d
+    present = set(event_types)
+    for item in spec.get("metrics", []) or []:
+        metric = yaml_metric(item)
+        if not metric.events or present.intersection(metric.events):
+            windows.append(metric)
+    names = {m.name for m in windows} | {d.name for d in derived} | set(CONTRACT_COLUMNS)
+    for item in spec.get("ratios", []) or []:
+        ratio = yaml_ratio(item)
+        if ratio.numerator in names and ratio.denominator in names:
+            derived.append(ratio)
+            names.add(ratio.name)
+    return MetricSet(tuple(windows), tuple(derived))
+
+
+def load_yaml(path: Path) -> dict:
+    """Read a metrics YAML file; a malformed one is a user error naming the file."""
+    try:
+        spec = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"metrics file {path}: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise DataError(f"metrics file {path}: expected a mapping with 'metrics' and 'ratios'")
+    return spec
+
+
+def yaml_metric(item: dict) -> Metric:
+    """One declared window metric; unknown aggregates and missing keys are named."""
+    need = ("name", "events", "agg", "window_days", "description")
+    missing = [k for k in need if k not in item]
+    if missing:
+        raise DataError(f"metrics file: metric {item.get('name', item)!r} lacks {', '.join(missing)}")
+    if not 0 < int(item["window_days"]) <= LOOKBACK:
+        raise DataError(f"metrics file: metric {item['name']!r} needs 0 < window_days <= {LOOKBACK}")
+    if item["agg"] not in AGGREGATES:
+        raise DataError(f"metrics file: metric {item['name']!r} has agg {item['agg']!r}; use one of {AGGREGATES}")
+    events = tuple([item["events"]] if isinstance(item["events"], str) else item["events"])
+    family = item.get("family") or slug_of(events[0] if len(events) == 1 else item["name"])
+    return Metric(slug_of(item["name"]), family, events, item["agg"], int(item["window_days"]), item["description"])
+
+
+def yaml_ratio(item: dict) -> Derived:
+    """One declared ratio of two metrics."""
+    missing = [k for k in ("name", "numerator", "denominator", "description") if k not in item]
+    if missing:
+        raise DataError(f"metrics file: ratio {item.get('name', item)!r} lacks {', '.join(missing)}")
+    family = item.get("family") or item["numerator"].split("__")[0]
+    return Derived(slug_of(item["name"]), family, "ratio", item["numerator"], item["denominator"], item["description"])
+
+
+def slug_of(text: str) -> str:
+    """A column-safe name for an event type or metric."""
+    out = "".join(ch if ch.isalnum() else "_" for ch in str(text).strip().lower()).strip("_")
+    return out or "event"

@@ -1,0 +1,36 @@
+"""Settings set in one place: where the MLflow store lives and where scores are kept.
+
+Every entry point reads these, so a user changes a location once (by environment variable)
+and the CLI, the trainer, the scorer and the service all follow.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def mlruns_dir() -> Path:
+    """The embedded MLflow folder: sqlite database plus artifacts (`TIERWISE_MLRUNS` overrides)."""
+    return Path(os.environ.get("TIERWISE_MLRUNS", PROJECT_ROOT / "mlruns")).resolve()
+
+
+def tracking_uri() -> str:
+    """MLflow tracking URI: `MLFLOW_TRACKING_URI` if set, else sqlite under `mlruns/`.
+
+    MLflow 3 refuses a bare file store, so the default is a sqlite database whose
+    artifacts also live under `mlruns/`.
+    """
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Where new experiments put their artifacts when the store is the embedded default."""
+    return (mlruns_dir() / "artifacts").as_uri()
+
+
+def scores_store() -> Path:
+    """The latest-scores store the service reads (`TIERWISE_SCORES_STORE` overrides)."""
+    return Path(os.environ.get("TIERWISE_SCORES_STORE", mlruns_dir() / "latest_scores.parquet")).resolve()
