@@ -87,9 +87,12 @@ def build_features(
         names=names,
         categorical=categorical,
         descriptions=metrics.descriptions | {k: v[0] for k, v in CONTRACT.items()} | {c: c for c in firmographics},
-        families=metrics.families | {k: k for k in CONTRACT} | {"seat_utilisation": "active_users"}
+        families=metrics.families
+        | {k: k for k in CONTRACT}
+        | {"seat_utilisation": "active_users"}
         | {c: c for c in firmographics},
-        actionable={n: True for n in metrics.feature_names} | {k: v[1] for k, v in CONTRACT.items()}
+        actionable={n: True for n in metrics.feature_names}
+        | {k: v[1] for k, v in CONTRACT.items()}
         | dict.fromkeys(firmographics, False),
         metrics=metrics,
     )

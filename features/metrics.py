@@ -122,9 +122,7 @@ def event_metrics(event: str, label: str) -> tuple[list[Metric], list[Derived]]:
     """The default metrics for one event type: counts, active days, users, trend, recency."""
     slug = slug_of(event)
     one = (event,)
-    windows = [
-        Metric(f"{slug}__count_{w}d", slug, one, "count", w, f"{label} in the last {w} days") for w in WINDOWS
-    ]
+    windows = [Metric(f"{slug}__count_{w}d", slug, one, "count", w, f"{label} in the last {w} days") for w in WINDOWS]
     windows += [
         Metric(f"{slug}__count_prior_30d", slug, one, "count", 30, f"{label} 30-60 days ago", 30, hidden=True),
         Metric(f"{slug}__active_days_30d", slug, one, "active_days", 30, f"days with {label} in the last 30 days"),
@@ -133,12 +131,21 @@ def event_metrics(event: str, label: str) -> tuple[list[Metric], list[Derived]]:
     ]
     derived = [
         Derived(
-            f"{slug}__trend_30d", slug, "change", f"{slug}__count_30d", f"{slug}__count_prior_30d",
+            f"{slug}__trend_30d",
+            slug,
+            "change",
+            f"{slug}__count_30d",
+            f"{slug}__count_prior_30d",
             f"change in {label}, last 30 days vs the 30 before",
         ),
         Derived(
-            f"{slug}__rate_90d", slug, "rate", f"{slug}__count_90d", "tenure_days",
-            f"{label} per day over the last 90 days (or since sign-up)", cap=90,
+            f"{slug}__rate_90d",
+            slug,
+            "rate",
+            f"{slug}__count_90d",
+            "tenure_days",
+            f"{label} per day over the last 90 days (or since sign-up)",
+            cap=90,
         ),
     ]
     return windows, derived
@@ -152,14 +159,30 @@ def activity_metrics() -> tuple[list[Metric], list[Derived]]:
         for w in WINDOWS
     ]
     windows += [
-        Metric(f"{ALL_EVENTS}__users_prior_30d", fam, (), "distinct_users", 30, "active users 30-60 days ago", 30,
-               hidden=True),
+        Metric(
+            f"{ALL_EVENTS}__users_prior_30d",
+            fam,
+            (),
+            "distinct_users",
+            30,
+            "active users 30-60 days ago",
+            30,
+            hidden=True,
+        ),
         Metric(f"{ALL_EVENTS}__active_days_30d", "activity", (), "active_days", 30, "active days in the last 30 days"),
-        Metric(f"{ALL_EVENTS}__days_since_last", "activity", (), "days_since_last", LOOKBACK, "days since any activity"),
+        Metric(
+            f"{ALL_EVENTS}__days_since_last", "activity", (), "days_since_last", LOOKBACK, "days since any activity"
+        ),
     ]
     derived = [
-        Derived(f"{ALL_EVENTS}__users_trend_30d", fam, "change", f"{ALL_EVENTS}__users_30d",
-                f"{ALL_EVENTS}__users_prior_30d", "change in active users, last 30 days vs the 30 before")
+        Derived(
+            f"{ALL_EVENTS}__users_trend_30d",
+            fam,
+            "change",
+            f"{ALL_EVENTS}__users_30d",
+            f"{ALL_EVENTS}__users_prior_30d",
+            "change in active users, last 30 days vs the 30 before",
+        )
     ]
     return windows, derived
 

@@ -12,7 +12,9 @@ from features.metrics import DEFAULT_YAML, default_metric_set
 from features.tables import load_tables
 
 
-def features_to_file(data_dir: Path, as_of_dates: list, out: Path, metrics_yaml: Path | None = None) -> tuple[Path, int]:
+def features_to_file(
+    data_dir: Path, as_of_dates: list, out: Path, metrics_yaml: Path | None = None
+) -> tuple[Path, int]:
     """Load and validate the tables, build features for the dates, write them atomically."""
     with Progress(transient=True) as progress:
         task = progress.add_task("loading tables", total=2)

@@ -61,4 +61,3 @@ def labels(subs: pd.DataFrame, dates: pd.DatetimeIndex, horizon_days: int) -> pd
     out["churn"] = out["arr_later"].isna().astype(int)
     out["growth"] = (out["arr_later"] > out["arr"]).astype(int)
     return out[["account_id", "as_of", "churn", "growth"]]
-

@@ -19,7 +19,9 @@ from features.tables import DataError
 app = typer.Typer(help="Churn risk, growth potential and touch tiers for Customer Success.", no_args_is_help=True)
 console = Console(stderr=True)
 
-DataDir = Annotated[Path, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")]
+DataDir = Annotated[
+    Path, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
+]
 
 
 @app.command("demo-data")
