@@ -60,6 +60,10 @@ def parse_date(text: str) -> date:
         raise DataError(f"--as-of: {text!r} is not a date (use YYYY-MM-DD)") from exc
 
 
+# Each area keeps its commands in its own module; importing them registers them on `app`.
+from tierwise import cli_scoring, cli_service, cli_training  # noqa: E402, F401
+
+
 def main() -> None:
     """Console entry point: runs the app and turns user errors into a clean message."""
     try:

@@ -1,0 +1,138 @@
+"""The fitted state that travels with a model from training to scoring.
+
+Training creates a bundle (booster, feature order, training categories, calibration, metric
+declarations, driver descriptions); scoring reapplies exactly that state. It lives in
+`features` because both sides import `features` and neither may import the other. It is
+also the MLflow pyfunc model, so `mlflow.pyfunc.load_model(...).predict(frame)` gives the
+same calibrated probabilities the batch job and the service give.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from features.metrics import MetricSet
+from features.tables import DataError
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function, stable for large |x|."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
+
+
+@dataclass
+class ModelBundle:
+    """A LightGBM booster plus everything needed to feed it and read its output honestly.
+
+    Calibration is Platt scaling on the raw margin, fitted on out-of-time predictions:
+    p = sigmoid(a * margin + b).
+    """
+
+    target: str  # "churn" or "growth"
+    booster: lgb.Booster
+    features: list[str]
+    categories: dict[str, list[str]]  # categorical column -> categories seen in training, in order
+    calibration: dict[str, float]  # {"a": ..., "b": ...}
+    metrics: MetricSet
+    descriptions: dict[str, str]
+    families: dict[str, str]
+    actionable: dict[str, bool]
+    info: dict = field(default_factory=dict)  # trained_at, data window, backtest metrics, ...
+
+    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns in the model's order, with training categories restored.
+
+        Raises:
+            DataError: the frame lacks model features (parity check); extra columns are ignored.
+        """
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"feature rows lack {len(missing)} column(s) the {self.target} model was trained on: "
+                f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
+            )
+        X = frame[self.features].copy()
+        for col in self.features:
+            if col in self.categories:
+                values = X[col].astype("string").astype(object).where(X[col].notna(), None)
+                X[col] = pd.Categorical(values, categories=self.categories[col])  # unseen -> NaN
+            else:
+                X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
+        return X
+
+    def margin(self, X: pd.DataFrame) -> np.ndarray:
+        """Raw LightGBM scores (log-odds) for a matrix from `matrix`."""
+        return self.booster.predict(X, raw_score=True)
+
+    def calibrate(self, margin: np.ndarray) -> np.ndarray:
+        """Calibrated probability for raw margins."""
+        return sigmoid(self.calibration["a"] * np.asarray(margin) + self.calibration["b"])
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities for feature rows."""
+        return self.calibrate(self.margin(self.matrix(frame)))
+
+    def contributions(self, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Exact tree SHAP values converted to probability points.
+
+        Returns (points per feature, base probability per row, probability per row), where the
+        points of a row add up to probability - base. LightGBM's `pred_contrib` gives exact SHAP
+        values on the margin; each feature keeps its share of the margin change from the
+        expected margin, applied to the calibrated probability change.
+        """
+        contrib = self.booster.predict(X, pred_contrib=True)
+        shap_margin, bias = contrib[:, :-1], contrib[:, -1]
+        margin = shap_margin.sum(axis=1) + bias
+        base, prob = self.calibrate(bias), self.calibrate(margin)
+        delta = margin - bias
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(np.abs(delta) > 1e-12, (prob - base) / delta, 0.0)
+        points = pd.DataFrame(shap_margin * scale[:, None], columns=self.features, index=X.index)
+        return points, base, prob
+
+    def save(self, folder: Path) -> Path:
+        """Write `booster.txt` and `bundle.json` into a folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / "booster.txt"))
+        meta = {
+            "target": self.target,
+            "features": self.features,
+            "categories": self.categories,
+            "calibration": self.calibration,
+            "metrics": self.metrics.to_dict(),
+            "descriptions": self.descriptions,
+            "families": self.families,
+            "actionable": self.actionable,
+            "info": self.info,
+        }
+        (folder / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelBundle:
+        """Read a bundle written by `save` (a LightGBM text model loads in ~10 ms)."""
+        folder = Path(folder)
+        meta = json.loads((folder / "bundle.json").read_text())
+        meta["metrics"] = MetricSet.from_dict(meta["metrics"])
+        return cls(booster=lgb.Booster(model_file=str(folder / "booster.txt")), **meta)
+
+
+class BundlePyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow face of a bundle: `predict` returns calibrated probabilities from a plain feature DataFrame.
+
+    Log it with `artifacts={"bundle": folder_written_by_save}`.
+    """
+
+    def load_context(self, context) -> None:
+        self.bundle = ModelBundle.load(Path(context.artifacts["bundle"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        return self.bundle.predict(model_input)

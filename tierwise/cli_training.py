@@ -1,0 +1,3 @@
+"""`tierwise` commands for training; registered on the app defined in tierwise.cli."""
+
+from tierwise.cli import app, console  # noqa: F401
