@@ -20,7 +20,7 @@ def in_force(subs: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
 
 def contract_state(subs: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
     """Per (account_id, as_of) for accounts in force: arr, seats, renewal_date, term_length_days."""
-    rows = in_force(subs, dates).sort_values("end_date")
+    rows = in_force(subs, dates).sort_values(["end_date", "start_date"], kind="stable")  # base term before add-ons
     grouped = rows.groupby(["account_id", "as_of"], sort=False)
     state = grouped.agg(arr=("arr", "sum"), seats=("seats", "sum"), renewal_date=("end_date", "first"))
     term = grouped.first()

@@ -1,0 +1,137 @@
+"""Point-in-time proof, for every metric: nothing at or after the as-of date is seen, and nothing older
+than the longest window matters. The engine is also checked against DuckDB running each metric's SQL.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_features, build_snapshots
+from features.engine import encode_events, window_metrics
+from features.metrics import LOOKBACK, default_metric_set
+from features.tables import Tables
+from tests.world import EVENTS, small_world
+
+AS_OF = [pd.Timestamp("2025-03-01"), pd.Timestamp("2025-08-15"), pd.Timestamp("2025-11-01")]
+
+
+@pytest.fixture(scope="module")
+def world() -> Tables:
+    return small_world()
+
+
+def future_events(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per account and event type: events at, just after and well after `as_of`, new users, extreme values."""
+    ids = tables.accounts["account_id"]
+    rows = []
+    for lag in (pd.Timedelta(0), pd.Timedelta(minutes=1), pd.Timedelta(days=3)):
+        for event in EVENTS:
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "account_id": ids,
+                        "timestamp": as_of + lag,
+                        "event": event,
+                        "user_id": ids + "-newcomer",
+                        "count": 7.0,
+                        "value": 10.0 if event == "nps_response" else np.nan,
+                    }
+                )
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
+def with_events(tables: Tables, events: pd.DataFrame) -> Tables:
+    return Tables(tables.accounts, tables.subscriptions, events.reset_index(drop=True))
+
+
+def features_at(tables: Tables, as_of: pd.Timestamp, metrics) -> pd.DataFrame:
+    return build_features(tables, [as_of], metrics).frame
+
+
+@pytest.mark.parametrize("as_of", AS_OF)
+def test_events_at_or_after_as_of_change_no_metric(world, as_of):
+    metrics = default_metric_set(EVENTS)
+    leaked = with_events(world, pd.concat([world.events, future_events(world, as_of)], ignore_index=True))
+    base = features_at(world, as_of, metrics)
+    pd.testing.assert_frame_equal(base, features_at(leaked, as_of, metrics))
+    # Power: one day later the same injected events are history, and every metric family moves.
+    later = as_of + pd.Timedelta(days=1)
+    before, after = features_at(world, later, metrics), features_at(leaked, later, metrics)
+    moved = [
+        name
+        for name in metrics.feature_names
+        if not np.allclose(before[name].to_numpy(float), after[name].to_numpy(float), equal_nan=True)
+    ]
+    assert set(moved) == set(metrics.feature_names), set(metrics.feature_names) - set(moved)
+
+
+@pytest.mark.parametrize("as_of", AS_OF)
+def test_history_older_than_longest_window_changes_nothing(world, as_of):
+    metrics = default_metric_set(EVENTS)
+    cutoff = as_of - pd.Timedelta(days=max(m.window_days + m.offset_days for m in metrics.windows))
+    assert cutoff <= as_of - pd.Timedelta(days=LOOKBACK)
+    trimmed = with_events(world, world.events[world.events["timestamp"] >= cutoff])
+    assert len(trimmed.events) < len(world.events)
+    pd.testing.assert_frame_equal(features_at(world, as_of, metrics), features_at(trimmed, as_of, metrics))
+
+
+def test_contract_rows_starting_on_as_of_are_not_seen(world):
+    as_of = AS_OF[1]
+    base = build_features(world, [as_of]).frame
+    addon = world.subscriptions.iloc[:5].assign(start_date=as_of, end_date=as_of + pd.Timedelta(days=400), arr=9e6)
+    grown = Tables(world.accounts, pd.concat([world.subscriptions, addon], ignore_index=True), world.events)
+    pd.testing.assert_frame_equal(base, build_features(grown, [as_of]).frame)
+
+
+def test_many_dates_in_one_pass_equal_one_date_at_a_time(world):
+    together = build_features(world, AS_OF).frame
+    apart = pd.concat([build_features(world, [d]).frame for d in AS_OF]).sort_values(["account_id", "as_of"])
+    apart = apart.reset_index(drop=True)
+    pd.testing.assert_frame_equal(together, apart)
+
+
+def test_engine_matches_duckdb_running_each_metric_sql(world):
+    metrics = default_metric_set(EVENTS)
+    ours = window_metrics(encode_events(world), metrics, pd.DatetimeIndex(AS_OF)).set_index(["account_id", "as_of"])
+    con = duckdb.connect()
+    con.register("events", world.events)
+    con.register("as_of_dates", pd.DataFrame({"as_of": AS_OF}))
+    for metric in metrics.windows:
+        sql = con.execute(metric.to_sql()).df().set_index(["account_id", "as_of"])[metric.name]
+        expected = sql.reindex(ours.index)
+        if metric.agg in ("count", "active_days", "distinct_users", "sum_value"):
+            expected = expected.fillna(0)
+        np.testing.assert_allclose(ours[metric.name], expected.astype(float), equal_nan=True, err_msg=metric.name)
+
+
+def test_labels_follow_the_design(world):
+    horizon = 90
+    snaps = build_snapshots(world, AS_OF, horizon).frame
+    subs = world.subscriptions
+
+    def arr_on(acct, day):  # in force on the day before `day`: start < day <= end
+        rows = subs[(subs.account_id == acct) & (subs.start_date < day) & (day <= subs.end_date)]
+        return rows.arr.sum() if len(rows) else None
+
+    for row in snaps.itertuples():
+        now, later = arr_on(row.account_id, row.as_of), arr_on(row.account_id, row.as_of + pd.Timedelta(days=horizon))
+        assert now is not None
+        assert row.churn == int(later is None)
+        assert row.growth == int(later is not None and later > now)
+    assert snaps.churn.sum() > 0 and snaps.growth.sum() > 0
+    # Only dates whose horizon elapsed before the data ends become training snapshots.
+    assert (snaps.as_of + pd.Timedelta(days=horizon) <= world.data_end).all()
+
+
+def test_young_accounts_are_flagged_and_get_tenure_aware_rates(world):
+    frame = build_features(world, AS_OF).frame
+    young = frame[frame.tenure_days < 30]
+    assert len(young) and young.insufficient_history.all()
+    assert not frame[frame.tenure_days >= 30].insufficient_history.any()
+    # A rate divides by the days the account has existed, not by a window it has not lived through.
+    row = frame[frame.tenure_days.between(5, 60)].iloc[0]
+    assert row["login__rate_90d"] == pytest.approx(row["login__count_90d"] / max(row["tenure_days"], 1))

@@ -1,0 +1,5 @@
+"""`python -m tierwise` runs the CLI."""
+
+from tierwise.cli import main
+
+main()
