@@ -64,7 +64,10 @@ class Calendar:
 
 @dataclass
 class Book:
-    """Static facts about each account: firmographics, contract shape, and hidden traits."""
+    """Facts about each account drawn at sign-up: firmographics, contract shape and hidden traits.
+
+    Only ``price`` (uplifts at renewal) and ``health_mean`` (a champion leaving) move later.
+    """
 
     created_month: np.ndarray  # simulation month of creation; negative for accounts older than the history
     day_of_month: np.ndarray  # 1..28, the anniversary day of every term
@@ -94,14 +97,14 @@ class State:
     health: np.ndarray
     health_lag: np.ndarray  # health 3 months ago (a ring of the last three months)
     users: np.ndarray  # provisioned users, never more than seats
-    users_lag: np.ndarray
+    users_lag: np.ndarray  # users a few months back, smoothed: growing teams expand
     seats: np.ndarray  # all seats under contract, base plus add-ons
     row_seats: np.ndarray  # seats on the current base row (add-ons are separate rows)
     term_start: np.ndarray  # simulation month the current base term started
     row_start: np.ndarray  # day the current base row started
     feature_b: np.ndarray  # 0..1 adoption of the second feature
     integrated: np.ndarray  # has a live integration syncing
-    champion_gone: np.ndarray
+    champion_gone: np.ndarray  # the most active user left; user ids shift by one from then on
     champion_left_month: np.ndarray
     utilisation: np.ndarray  # smoothed active users / seats
     tickets: np.ndarray  # ring of the last three months of tickets
@@ -119,6 +122,7 @@ class Log:
     months: list[tuple[np.ndarray, ...]] = field(default_factory=list)  # (account, start, days, active, ...)
 
     def add_subscriptions(self, acct, start, end, arr, seats) -> None:
+        """Keep a batch of subscription rows (days since epoch for dates)."""
         if len(acct):
             self.subs.append((acct, start, end, arr, seats))
 
@@ -198,7 +202,7 @@ def book_of_accounts(rng: np.random.Generator, n: int) -> Book:
     employees = employees_for(rng, segment)
     plan_p = np.array([[0.65, 0.3, 0.05], [0.25, 0.55, 0.2], [0.05, 0.35, 0.6]])
     plan = inverse_cdf_choice(rng, plan_p[segment])
-    monthly_p = np.array([0.5, 0.15, 0.02])[segment]
+    monthly_p = np.array([0.6, 0.25, 0.03])[segment]
     term = np.where(rng.random(n) < monthly_p, 1, 12)
     seats_median = np.array([8.0, 30.0, 110.0])[segment]
     seats0 = np.maximum(2, np.round(seats_median * rng.lognormal(0.0, 0.45, n))).astype(np.int64)
@@ -356,7 +360,7 @@ def churn_log_odds(rng: np.random.Generator, book: Book, state: State, idx: np.n
     poor_onboarding = (book.onboarding[idx] < -0.5) & (tenure <= 13)
     tickets = np.minimum(state.tickets[:, idx].sum(axis=0), 8.0)
     return (
-        np.where(monthly, -3.6, -1.1)
+        np.where(monthly, -4.6, -1.9)
         + book.firmo_risk[idx]
         - 0.9 * health
         - 1.0 * decline
@@ -365,7 +369,7 @@ def churn_log_odds(rng: np.random.Generator, book: Book, state: State, idx: np.n
         - 1.8 * (state.utilisation[idx] - 0.45)
         + 0.15 * tickets
         - 0.12 * (state.nps[idx] - 7.0)
-        + rng.normal(0.0, 0.8, len(idx))
+        + rng.normal(0.0, 1.0, len(idx))
     )
 
 
@@ -376,17 +380,13 @@ def decide_early(rng: np.random.Generator, book: Book, state: State, t: int) -> 
     state.decided[due] = True
 
 
-def settle_renewals(
-    rng: np.random.Generator, book: Book, cal: Calendar, state: State, log: Log, t: int
-) -> None:
+def settle_renewals(rng: np.random.Generator, book: Book, cal: Calendar, state: State, log: Log, t: int) -> None:
     """Close every term that ends this month; churn, or renew as a new row with more, fewer or equal seats."""
     due = np.flatnonzero(state.alive & (t - state.term_start == book.term))
     if not len(due):
         return
     undecided = due[~state.decided[due]]
-    state.leaving[undecided] = rng.random(len(undecided)) < sigmoid(
-        churn_log_odds(rng, book, state, undecided, t)
-    )
+    state.leaving[undecided] = rng.random(len(undecided)) < sigmoid(churn_log_odds(rng, book, state, undecided, t))
     day = book.day_of_month[due]
     term_end = cal.day(t, day)
     row_seats = state.row_seats[due]
@@ -397,7 +397,7 @@ def settle_renewals(
     staying = due[~state.leaving[due]]
     state.seats[staying] = renewal_seats(rng, book, state, staying)
     state.row_seats[staying] = state.seats[staying]
-    uplift = rng.random(len(staying)) < np.where(book.term[staying] == 12, 0.35, 0.02)
+    uplift = rng.random(len(staying)) < np.where(book.term[staying] == 12, 0.2, 0.01)
     factor = np.where(uplift, rng.uniform(1.02, 1.08, len(staying)), 1.0)
     book.price[staying] = np.round(book.price[staying] * factor, 0)
     state.users[staying] = np.minimum(state.users[staying], state.seats[staying])
@@ -417,8 +417,8 @@ def renewal_seats(rng: np.random.Generator, book: Book, state: State, idx: np.nd
         + rng.normal(0.0, 0.7, len(idx))
     )
     monthly = book.term[idx] == 1
-    grow = growth > np.where(monthly, 1.6, 0.8)
-    shrink = growth < np.where(monthly, -2.0, -1.1)
+    grow = growth > np.where(monthly, 2.3, 0.8)
+    shrink = growth < np.where(monthly, -2.8, -1.3)
     seats = state.seats[idx].astype(float)
     factor = np.where(grow, rng.uniform(1.1, 1.5, len(idx)), np.where(shrink, rng.uniform(0.6, 0.9, len(idx)), 1.0))
     new = np.where(grow, np.ceil(seats * factor), np.floor(seats * factor))
@@ -451,7 +451,7 @@ def engagement(book: Book, state: State, t: int) -> np.ndarray:
     tenure = t - book.created_month
     ramp = np.select([tenure <= 0, tenure == 1], [0.55, 0.8], 1.0)
     leaving = state.leaving & state.decided
-    return sigmoid(state.health) * ramp * np.where(leaving, 0.65, 1.0)
+    return sigmoid(state.health) * ramp * np.where(leaving, 0.8, 1.0)
 
 
 def month_usage(rng: np.random.Generator, book: Book, cal: Calendar, state: State, t: int) -> tuple:
@@ -491,9 +491,9 @@ def month_usage(rng: np.random.Generator, book: Book, cal: Calendar, state: Stat
     per_user = active * style
     counts = np.stack(
         [
-            rng.poisson(per_user * (1.5 + 4.0 * e)),
-            rng.poisson(per_user * (0.6 + 2.2 * e)),
-            rng.poisson(per_user * adopted * (0.3 + 2.2 * e)),
+            rng.poisson(per_user * (1.0 + 2.6 * e)),
+            rng.poisson(per_user * (0.5 + 1.7 * e)),
+            rng.poisson(per_user * adopted * (0.3 + 1.8 * e)),
             rng.poisson(per_user * 0.2 * (0.4 + e)),
             rng.poisson(state.integrated[idx] * days * (0.3 + 0.6 * e)),
             tickets,
@@ -509,9 +509,7 @@ def month_usage(rng: np.random.Generator, book: Book, cal: Calendar, state: Stat
     return idx, start, days, active, offset, nps_mean, counts
 
 
-def add_mid_term_seats(
-    rng: np.random.Generator, book: Book, cal: Calendar, state: State, log: Log, t: int
-) -> None:
+def add_mid_term_seats(rng: np.random.Generator, book: Book, cal: Calendar, state: State, log: Log, t: int) -> None:
     """Mid-term expansion: busy annual accounts buy add-on seats that run to the end of the current term."""
     months_left = state.term_start + book.term - t
     full = state.users >= state.seats
@@ -579,49 +577,54 @@ def subscriptions_table(log: Log) -> pd.DataFrame:
 
 
 def events_table(rng: np.random.Generator, book: Book, state: State, log: Log, cal: Calendar) -> pd.DataFrame:
-    """The ``events`` table: usage expanded from per-month counts, plus onboarding milestones, by time.
+    """The ``events`` table: usage expanded from per-month counts plus onboarding milestones, in time order.
 
     Every event falls inside a month the account was live (so never before ``created_at`` and never after
-    its last term ended) and before the end of the data.
+    its last term ended) and before the end of the data. One vectorised pass, no loop over events.
     """
-    acct, start, days, active, offset, nps_mean, counts = (
-        np.concatenate(col) for col in zip(*log.months, strict=True)
-    )
-    flat = counts.ravel()
-    cell = np.repeat(np.arange(flat.size), flat)
-    rec, kind = np.divmod(cell, len(MONTHLY_EVENTS))
+    acct, start, days, active, offset, nps_mean, counts = (np.concatenate(col) for col in zip(*log.months, strict=True))
+    rec, kind = np.divmod(np.repeat(np.arange(counts.size), counts.ravel()), len(MONTHLY_EVENTS))
     n = len(rec)
-    seconds = (start[rec] + np.floor(rng.random(n) * days[rec]).astype(np.int64)) * SECONDS_PER_DAY
-    seconds += time_of_day(rng, n)
-    rank = user_rank(rng, kind, active[rec])
-    value = np.full(n, np.nan)
-    is_nps = kind == MONTHLY_EVENTS.index("nps_response")
-    value[is_nps] = np.clip(np.round(nps_mean[rec[is_nps]] + rng.normal(0.0, 1.5, is_nps.sum())), 0, 10)
-    multi = rng.poisson(0.25, n) * np.isin(kind, [1, 2, 3]) + rng.poisson(3.0, n) * (kind == 4)
+    day = start[rec] + (rng.random(n, dtype=np.float32) * days[rec]).astype(np.int64)
+    usage = {
+        "acct": acct[rec],
+        "seconds": day * SECONDS_PER_DAY + time_of_day(rng, n),
+        "kind": kind,
+        "user": user_rank(rng, kind, active[rec]) + offset[rec] + 1,
+        "count": 1 + extra_count(rng, kind),
+        "value": nps_values(rng, kind, nps_mean[rec]),
+    }
     m_acct, m_seconds = milestones(rng, book, state, cal)
-    acct_ev = np.concatenate([acct[rec], m_acct])
-    seconds = np.concatenate([seconds, m_seconds])
-    kind = np.concatenate([kind, np.full(len(m_acct), EVENT_TYPES.index("onboarding_milestone"))])
-    user = np.concatenate([rank + offset[rec], np.zeros(len(m_acct), dtype=np.int64)]) + 1
-    value = np.concatenate([value, np.full(len(m_acct), np.nan)])
-    count = np.concatenate([1 + multi, np.ones(len(m_acct), dtype=np.int64)])
-    keep = seconds < cal.end_excl * SECONDS_PER_DAY
-    order = np.flatnonzero(keep)[np.argsort(seconds[keep], kind="stable")]
+    onboarding = {
+        "acct": m_acct,
+        "seconds": m_seconds,
+        "kind": np.full(len(m_acct), EVENT_TYPES.index("onboarding_milestone")),
+        "user": np.ones(len(m_acct), dtype=np.int64),
+        "count": np.ones(len(m_acct), dtype=np.int64),
+        "value": np.full(len(m_acct), np.nan),
+    }
+    ev = {col: np.concatenate([usage[col], onboarding[col]]) for col in usage}
+    keep = np.flatnonzero(ev["seconds"] < cal.end_excl * SECONDS_PER_DAY)
+    order = keep[np.argsort(ev["seconds"][keep])]  # deterministic for equal inputs, like every step here
+    ev = {col: values[order] for col, values in ev.items()}
+    users_per_account = np.ones(book.n, dtype=np.int64)
+    np.maximum.at(users_per_account, acct, np.maximum(active, 1) + offset)
     return pd.DataFrame(
         {
-            "account_id": pd.Index(account_ids(book.n), dtype="str").take(acct_ev[order]),
-            "timestamp": (seconds[order] * NS_PER_SECOND).astype("datetime64[ns]"),
-            "event": pd.Index(list(EVENT_TYPES), dtype="str").take(kind[order]),
-            "user_id": user_ids(acct_ev[order], user[order], book.n),
-            "count": count[order].astype(np.int64),
-            "value": value[order],
+            "account_id": pd.Index(account_ids(book.n), dtype="str").take(ev["acct"]),
+            "timestamp": (ev["seconds"] * NS_PER_SECOND).astype("datetime64[ns]"),
+            "event": pd.Index(list(EVENT_TYPES), dtype="str").take(ev["kind"]),
+            "user_id": user_ids(ev["acct"], ev["user"], users_per_account),
+            "count": ev["count"],
+            "value": ev["value"],
         }
     )
 
 
 def time_of_day(rng: np.random.Generator, n: int) -> np.ndarray:
     """Seconds after midnight, bunched in working hours with a long tail."""
-    return np.clip(rng.normal(13.5 * 3600, 3.2 * 3600, n), 0, SECONDS_PER_DAY - 1).astype(np.int64)
+    hours = 13.5 + 3.2 * rng.standard_normal(n, dtype=np.float32)
+    return np.clip(hours * 3600, 0, SECONDS_PER_DAY - 1).astype(np.int64)
 
 
 def user_rank(rng: np.random.Generator, kind: np.ndarray, active: np.ndarray) -> np.ndarray:
@@ -630,13 +633,28 @@ def user_rank(rng: np.random.Generator, kind: np.ndarray, active: np.ndarray) ->
     Usage follows a power law, so one user (the champion) does a large share; tickets and NPS answers
     come from anyone; syncs and invites come from the top user (the admin).
     """
-    u = rng.random(len(kind))
-    powered = np.floor(active * u**1.8)
-    uniform = np.floor(active * u)
-    anyone = np.isin(kind, [MONTHLY_EVENTS.index("support_ticket"), MONTHLY_EVENTS.index("nps_response")])
-    admin = np.isin(kind, [MONTHLY_EVENTS.index("integration_sync"), MONTHLY_EVENTS.index("user_invited")])
-    rank = np.where(anyone, uniform, np.where(admin, 0, powered))
-    return np.minimum(rank, np.maximum(active - 1, 0)).astype(np.int64)
+    who = np.zeros(len(MONTHLY_EVENTS), dtype=np.float32)  # exponent on u: 1 = anyone, 0 = admin only
+    who[[MONTHLY_EVENTS.index(k) for k in ("login", "feature_a_used", "feature_b_used", "report_exported")]] = 1.8
+    who[[MONTHLY_EVENTS.index(k) for k in ("support_ticket", "nps_response")]] = 1.0
+    exponent = who[kind]
+    u = rng.random(len(kind), dtype=np.float32) ** exponent * (exponent > 0)
+    return np.minimum(u * active, np.maximum(active - 1, 0)).astype(np.int64)
+
+
+def extra_count(rng: np.random.Generator, kind: np.ndarray) -> np.ndarray:
+    """``count`` above 1: a few feature uses and exports come in bursts; a sync moves several batches."""
+    mean = np.zeros(len(MONTHLY_EVENTS))
+    mean[[MONTHLY_EVENTS.index(k) for k in ("feature_a_used", "feature_b_used", "report_exported")]] = 0.25
+    mean[MONTHLY_EVENTS.index("integration_sync")] = 3.0
+    return rng.poisson(mean[kind])
+
+
+def nps_values(rng: np.random.Generator, kind: np.ndarray, nps_mean: np.ndarray) -> np.ndarray:
+    """0..10 scores for NPS answers (scattered around the account's mood that month), NaN elsewhere."""
+    value = np.full(len(kind), np.nan)
+    is_nps = np.flatnonzero(kind == MONTHLY_EVENTS.index("nps_response"))
+    value[is_nps] = np.clip(np.round(nps_mean[is_nps] + rng.normal(0.0, 1.5, len(is_nps))), 0, 10)
+    return value
 
 
 def milestones(rng: np.random.Generator, book: Book, state: State, cal: Calendar) -> tuple[np.ndarray, np.ndarray]:
@@ -645,24 +663,19 @@ def milestones(rng: np.random.Generator, book: Book, state: State, cal: Calendar
     Only milestones that fall while the account is live are kept.
     """
     quality = sigmoid(1.3 * book.onboarding + 0.4)
-    n_hit = rng.binomial(6, quality)
-    acct = np.repeat(np.arange(book.n), n_hit)
-    spread = 25.0 + 90.0 * (1.0 - quality[acct])
-    days = rng.random(len(acct)) * spread
+    acct = np.repeat(np.arange(book.n), rng.binomial(6, quality))
+    days = (rng.random(len(acct)) * (25.0 + 90.0 * (1.0 - quality[acct]))).astype(np.int64)
     created = cal.day(book.created_month, book.day_of_month)
-    seconds = (created[acct] + days.astype(np.int64)) * SECONDS_PER_DAY + time_of_day(rng, len(acct))
-    last_day_excl = np.where(
-        state.churn_month >= 0, cal.day(state.churn_month, book.day_of_month), cal.end_excl
-    )
+    seconds = (created[acct] + days) * SECONDS_PER_DAY + time_of_day(rng, len(acct))
+    churned = state.churn_month >= 0
+    last_day_excl = np.where(churned, cal.day(np.maximum(state.churn_month, 0), book.day_of_month), cal.end_excl)
     live = seconds < last_day_excl[acct] * SECONDS_PER_DAY
     return acct[live], seconds[live]
 
 
-def user_ids(acct: np.ndarray, user: np.ndarray, n_accounts: int) -> pd.Index:
-    """``ACC-000123-u7`` labels, built once per distinct (account, user) and gathered by code."""
-    width = int(user.max()) + 1 if len(user) else 1
-    code = acct.astype(np.int64) * width + user
-    distinct, inverse = np.unique(code, return_inverse=True)
-    ids = account_ids(n_accounts)
-    labels = [f"{ids[c // width]}-u{c % width}" for c in distinct.tolist()]
-    return pd.Index(labels, dtype="str").take(inverse)
+def user_ids(acct: np.ndarray, user: np.ndarray, users_per_account: np.ndarray) -> pd.Index:
+    """``ACC-000123-u7`` labels: each account's users are labelled once, then gathered by position."""
+    first = np.cumsum(users_per_account) - users_per_account
+    ids = account_ids(len(users_per_account))
+    labels = [f"{ids[a]}-u{u}" for a, n in enumerate(users_per_account.tolist()) for u in range(1, n + 1)]
+    return pd.Index(labels, dtype="str").take(first[acct] + user - 1)
