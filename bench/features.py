@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+sys.path[0] = str(ROOT)  # as a script, bench/ comes first and this file would shadow the `features` package
 
 
 def baseline(data: Path) -> None:

@@ -1,3 +1,80 @@
 """`tierwise` commands for training; registered on the app defined in tierwise.cli."""
 
-from tierwise.cli import app, console  # noqa: F401
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from features.tables import DataError
+from tierwise.cli import app, console, parse_date
+
+# OpenMP threads that spin while waiting starve each other on small, busy machines; must be set
+# before LightGBM is first imported (see training/__init__.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
+    ] = None,
+    horizon_days: Annotated[int, typer.Option(help="Label horizon: churn or growth within this many days.")] = 90,
+    as_of: Annotated[
+        str | None, typer.Option(help="Last snapshot date YYYY-MM-DD (default: data end minus the horizon).")
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "tierwise",
+    tune: Annotated[int, typer.Option(help="Optuna trials per model, inside the training folds (0: defaults).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed: same data and seed give the same metrics.")] = 0,
+    capacity: Annotated[
+        int | None,
+        typer.Option(help="K accounts the team covers (high-touch capacity); default 10% of accounts in force."),
+    ] = None,
+    table: Annotated[
+        Path | None, typer.Option("--table", help="Flat one-row-per-account table (CSV/Parquet) instead of --data.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Table mode: the churn column (yes/no, true/false, 1/0).")] = None,
+    id_col: Annotated[str | None, typer.Option("--id", help="Table mode: the account id column.")] = None,
+) -> None:
+    """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
+    if (data is None) == (table is None):
+        raise DataError("give either --data DIR (event tables) or --table FILE --target COL --id COL")
+    if table is not None:
+        if not target or not id_col:
+            raise DataError("--table needs --target COL (the churn column) and --id COL (the account id)")
+        from training.table_mode import train_table
+
+        train_table(table, target, id_col, experiment=experiment, seed=seed, capacity=capacity, console=console)
+        return
+    from training.pipeline import train
+
+    train(data, horizon_days, parse_date(as_of) if as_of else None, experiment, tune, seed, console, capacity=capacity)
+
+
+@app.command("promote")
+def promote_cmd(
+    target: Annotated[str, typer.Option(help="churn, growth or churn-table.")],
+    version: Annotated[str, typer.Option(help="Registered model version to make champion.")],
+) -> None:
+    """Move the `champion` alias to a version by hand."""
+    from training.registry import promote
+
+    name = promote(target, version)
+    console.print(f"[green]{name} version {version} is now champion[/green]")
+
+
+@app.command("ui")
+def ui_cmd(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000) -> None:
+    """Start the MLflow UI on the tracking store tierwise uses."""
+    from tierwise import settings
+
+    uri = settings.tracking_uri()
+    console.print(f"MLflow UI on http://127.0.0.1:{port} for {uri}")
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    if uri.startswith("sqlite:"):
+        cmd += ["--default-artifact-root", settings.artifact_root()]
+    raise typer.Exit(subprocess.call(cmd))

@@ -1,0 +1,193 @@
+"""`tierwise train`: snapshots -> backtested, calibrated LightGBM models -> one MLflow run -> registry.
+
+One public function, `train`. Stages: load and validate the tables; build monthly labelled
+snapshots; per target (churn, growth) optionally tune inside the first fold's training window,
+run the rolling-origin backtest against both baselines, fit the final model on every snapshot
+with the backtest's rounds and Platt calibration; then log and register both models and decide
+their aliases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from rich.console import Console
+from rich.progress import Progress
+from threadpoolctl import threadpool_limits
+
+from features.bundle import ModelBundle
+from features.tables import load_tables
+from training import calibration, model
+from training.backtest import Backtest, rolling_folds, run_backtest
+from training.publish import Fitted, Published, publish
+from training.registry import use_experiment
+from training.report import summary_table
+from training.snapshots import TARGETS, Snapshots, fingerprint, mean_uplift, snapshots
+from training.tuning import tune as tune_params
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: the MLflow run, registered versions and their aliases."""
+
+    run_id: str
+    versions: dict[str, str]  # target -> registered version
+    aliases: dict[str, str]  # target -> "champion" or "challenger"
+    metrics: dict[str, float]  # every metric logged (overall and per fold, model and baselines)
+    reasons: dict[str, str] = field(default_factory=dict)  # target -> why it got its alias
+    backtests: dict[str, Backtest] = field(default_factory=dict)
+    bundles: dict[str, ModelBundle] = field(default_factory=dict)
+
+
+def train(
+    data_dir: Path,
+    horizon_days: int = 90,
+    as_of: date | None = None,
+    experiment: str = "tierwise",
+    tune: int = 0,
+    seed: int = 0,
+    console: Console | None = None,
+    capacity: int | None = None,
+    max_rounds: int = model.MAX_ROUNDS,
+) -> TrainResult:
+    """Train, backtest, log and register the churn and growth models from a data folder.
+
+    Args:
+        data_dir: folder with accounts, subscriptions and events.
+        horizon_days: label horizon H: churn/growth within H days of each as-of date.
+        as_of: last snapshot date considered (default: the data's end minus the horizon).
+        experiment: MLflow experiment name.
+        tune: optuna trials per target (0: the default parameters).
+        seed: seeds LightGBM and optuna; the same data and seed give the same metrics.
+        console: where progress and the summary go.
+        capacity: K for "recall of ARR at risk in the top K" (default 10% of accounts in force per date).
+        max_rounds: ceiling on boosting rounds (early stopping usually ends sooner).
+
+    Raises:
+        DataError: bad tables, too little history, or no positive label.
+    """
+    console = console or Console(stderr=True)
+    with threadpool_limits(1, user_api="blas"), Progress(console=console, transient=True) as progress:
+        task = progress.add_task("loading tables", total=2 + 2 * len(TARGETS))
+        tables = load_tables(data_dir)
+        progress.update(task, advance=1, description="building snapshots")
+        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None)
+        progress.update(task, advance=1)
+        experiment_id = use_experiment(experiment)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"train as of {snap.frame['as_of'].max().date()}"):
+            common = log_inputs(snap, tune, seed, capacity)
+            fitted, published = {}, {}
+            for target in TARGETS:
+                progress.update(task, description=f"{target}: {'tuning, ' if tune else ''}backtest and final model")
+                fitted[target] = fit_target(snap, target, common, tune, seed, capacity, max_rounds)
+                progress.update(task, advance=1, description=f"{target}: logging and registering")
+                published[target] = publish(fitted[target], target, f"{target}_model", seed)
+                progress.update(task, advance=1)
+            run_id = mlflow.active_run().info.run_id
+    return finish(run_id, fitted, published, console)
+
+
+def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> dict:
+    """Log params, data fingerprint and the feature list; return the facts every bundle records."""
+    frame, fs, events = snap.frame, snap.features, snap.tables.events
+    folds = rolling_folds(frame["as_of"], snap.horizon_days)
+    common = {
+        "data_fingerprint": fingerprint(snap.tables),
+        "data_start": str(events["timestamp"].min().date()),
+        "data_end": str(snap.tables.data_end.date()),
+        "horizon_days": snap.horizon_days,
+        "train_first_as_of": str(frame["as_of"].min().date()),
+        "train_last_as_of": str(frame["as_of"].max().date()),
+        "n_snapshots": len(frame),
+        "n_features": len(fs.names),
+        "fold_origins": [str(f.origin.date()) for f in folds],
+        "capacity": capacity,
+    }
+    common["backtest_id"] = hashlib.sha256(
+        json.dumps([common["data_fingerprint"], snap.horizon_days, common["fold_origins"], tune, seed]).encode()
+    ).hexdigest()[:16]
+    mlflow.log_params(
+        {k: v for k, v in common.items() if k != "fold_origins"}
+        | {
+            "fold_origins": ",".join(common["fold_origins"]),
+            "tune_trials": tune,
+            "seed": seed,
+            "calibration": "platt on out-of-time backtest margins",
+        }
+        | {f"lgbm_{k}": v for k, v in model.PARAMS.items()}
+    )
+    mlflow.log_table(
+        pd.DataFrame(
+            {
+                "feature": fs.names,
+                "description": [fs.descriptions.get(n, n) for n in fs.names],
+                "family": [fs.families.get(n, n) for n in fs.names],
+                "actionable": [fs.actionable.get(n, False) for n in fs.names],
+                "categorical": [n in fs.categorical for n in fs.names],
+            }
+        ),
+        "features.json",
+    )
+    mlflow.log_dict(common, "data.json")
+    return common
+
+
+def fit_target(
+    snap: Snapshots, target: str, common: dict, tune: int, seed: int, capacity: int | None, max_rounds: int
+) -> Fitted:
+    """Backtest one target, then fit its final model on every snapshot, calibrated out of time."""
+    fs, frame = snap.features, snap.frame
+    X, y = fs.matrix, frame[target].to_numpy(dtype=int)
+    folds = rolling_folds(frame["as_of"], snap.horizon_days)
+    params = model.params_for(seed)
+    if tune:
+        params |= tune_params(X, y, frame["as_of"], folds[0].train, snap.horizon_days, params, tune, seed, max_rounds)
+        mlflow.log_params({f"{target}_tuned_{k}": v for k, v in params.items() if k in model.PARAMS})
+    bt = run_backtest(frame, X, target, fs.categorical, snap.horizon_days, params, max_rounds, capacity, folds)
+    booster = model.fit(X, y, params, bt.final_rounds)
+    info = common | {
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "positives": int(y.sum()),
+        "rounds": bt.final_rounds,
+        "params": params,
+        "backtest": bt.overall,
+        "backtest_folds": {str(k): v for k, v in bt.fold_metrics.items()},
+        "run_id": mlflow.active_run().info.run_id,
+    }
+    if target == "growth":
+        info["mean_uplift"] = mean_uplift(snap)
+    bundle = ModelBundle(
+        target=target,
+        booster=booster,
+        features=list(fs.names),
+        categories={c: [str(v) for v in X[c].cat.categories] for c in fs.categorical},
+        calibration=calibration.platt(bt.predictions["margin"].to_numpy(), bt.predictions["y"].to_numpy()),
+        metrics=fs.metrics,
+        descriptions=fs.descriptions,
+        families=fs.families,
+        actionable=fs.actionable,
+        info=info,
+    )
+    return Fitted(bundle, bt, X, frame)
+
+
+def finish(run_id: str, fitted: dict[str, Fitted], published: dict[str, Published], console: Console) -> TrainResult:
+    """Print the summary tables and assemble the result."""
+    for target, pub in published.items():
+        console.print(summary_table(target, pub.table, pub.version, pub.alias, pub.reason))
+    console.print(f"MLflow run {run_id}: `tierwise ui` to browse it")
+    return TrainResult(
+        run_id=run_id,
+        versions={t: p.version for t, p in published.items()},
+        aliases={t: p.alias for t, p in published.items()},
+        metrics={k: v for pub in published.values() for k, v in pub.metrics.items()},
+        reasons={t: p.reason for t, p in published.items()},
+        backtests={t: f.backtest for t, f in fitted.items()},
+        bundles={t: f.bundle for t, f in fitted.items()},
+    )

@@ -1,0 +1,169 @@
+"""MLflow experiments, logged models, the model registry and the champion rule.
+
+The champion rule, stated once: a new version becomes `champion` when there is none yet, or
+when it is at least as good as the current champion on ROC AUC *and* Brier score on the same
+backtest. "Same backtest" means: when the champion was trained on the same data with the same
+folds, its recorded backtest metrics are compared; otherwise the champion bundle is scored on
+the new run's out-of-time rows that it was never trained on (as-of dates after its last training
+snapshot) and compared there with the new run's out-of-time predictions. When no such rows
+exist the versions are not comparable and the new one becomes `challenger`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from features.bundle import BundlePyfunc, ModelBundle
+from features.tables import DataError
+from tierwise import settings
+from training.evaluation import evaluate
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+REGISTERED = {"churn": "tierwise-churn", "growth": "tierwise-growth", "churn-table": "tierwise-churn-table"}
+COMPARED = ("roc_auc", "brier")
+EPS = 1e-9
+
+
+@dataclass
+class Comparison:
+    """Metrics of the new version and the champion on the same rows (or the same recorded backtest)."""
+
+    new: dict[str, float]
+    champion: dict[str, float]
+    basis: str  # how "the same backtest" was established, in words
+
+
+def use_experiment(name: str) -> str:
+    """Point MLflow at the configured store and return the experiment id, creating it if needed."""
+    uri = settings.tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    local = urlparse(uri).scheme in ("sqlite", "", "file")
+    return mlflow.create_experiment(name, artifact_location=settings.artifact_root() if local else None)
+
+
+def log_bundle(
+    bundle: ModelBundle, artifact_path: str, registered_name: str, folder: Path, sample: pd.DataFrame
+) -> str:
+    """Log a bundle as a pyfunc model in the active run, register it, and return the new version.
+
+    No signature and no input example: MLflow's schema enforcement refuses integer columns for
+    float features and a JSON round trip loses pandas categories, while the bundle itself checks
+    the columns (parity) and converts types. `sample` is scored once to prove the bundle works.
+    """
+    bundle.save(folder)
+    bundle.predict(sample)
+    info = mlflow.pyfunc.log_model(
+        name=artifact_path,
+        python_model=BundlePyfunc(),
+        artifacts={"bundle": str(folder)},
+        pip_requirements=[f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}", f"mlflow=={mlflow.__version__}"],
+        registered_model_name=registered_name,
+    )
+    return str(info.registered_model_version)
+
+
+def champion(registered_name: str) -> tuple[str, ModelBundle] | None:
+    """(version, bundle) of the current champion, or None when there is none."""
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    client = MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(registered_name, CHAMPION).version
+    except MlflowException:
+        return None
+    return str(version), load_bundle(registered_name, str(version))
+
+
+def load_bundle(registered_name: str, version: str) -> ModelBundle:
+    """The bundle inside a registered model version (read directly, not through pyfunc)."""
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{registered_name}/{version}"))
+    return ModelBundle.load(next(local.rglob("bundle.json")).parent)
+
+
+def compare(
+    champ: ModelBundle, backtest_id: str, overall: dict[str, float], oot: pd.DataFrame, frame: pd.DataFrame
+) -> Comparison | None:
+    """The new version against the champion on the same backtest, or None when there is no common ground.
+
+    Args:
+        champ: the current champion's bundle.
+        backtest_id: identifies data + folds + horizon of the new run.
+        overall: the new run's pooled backtest metrics.
+        oot: the new run's out-of-time predictions (account_id, as_of, y, arr, p).
+        frame: the feature rows behind `oot` (same account_id/as_of keys).
+    """
+    if champ.info.get("backtest_id") == backtest_id:
+        return Comparison(overall, champ.info["backtest"]["lightgbm"], "recorded metrics of the same backtest")
+    if not champ.info.get("train_last_as_of"):  # a table-mode champion: its rows carry no time
+        return None
+    last = pd.Timestamp(champ.info["train_last_as_of"])
+    unseen = oot[oot["as_of"] > last]
+    if unseen.empty or unseen["y"].nunique() < 2:
+        return None
+    rows = unseen[["account_id", "as_of"]].merge(frame, on=["account_id", "as_of"], how="left")
+    try:
+        p_champ = champ.predict(rows)
+    except DataError:
+        return None
+    args = (unseen["y"].to_numpy(), unseen["arr"].to_numpy(), unseen["as_of"].to_numpy())
+    return Comparison(
+        evaluate(args[0], unseen["p"].to_numpy(), *args[1:]),
+        evaluate(args[0], p_champ, *args[1:]),
+        f"{len(unseen):,} out-of-time rows after the champion's last training snapshot ({last.date()})",
+    )
+
+
+def verdict(comparison: Comparison | None) -> tuple[str, str]:
+    """(alias, reason) for a new version given its comparison with the champion."""
+    if comparison is None:
+        return CHALLENGER, "no out-of-time rows that both versions can be judged on; promote by hand if wanted"
+    new, old = comparison.new, comparison.champion
+    as_good = new["roc_auc"] >= old["roc_auc"] - EPS and new["brier"] <= old["brier"] + EPS
+    words = ", ".join(f"{m} {new[m]:.4f} vs champion {old[m]:.4f}" for m in COMPARED)
+    if as_good:
+        return CHAMPION, f"at least as good as the champion on {comparison.basis}: {words}"
+    return CHALLENGER, f"worse than the champion on {comparison.basis}: {words}"
+
+
+def assign_alias(registered_name: str, version: str, alias: str) -> None:
+    """Point an alias at a version."""
+    MlflowClient().set_registered_model_alias(registered_name, alias, version)
+
+
+def promote(target: str, version: str) -> str:
+    """Move `champion` to a version by hand; returns the registered model name.
+
+    Raises:
+        DataError: unknown target or version.
+    """
+    if target not in REGISTERED:
+        raise DataError(f"--target: {target!r} is not one of {', '.join(REGISTERED)}")
+    name = REGISTERED[target]
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    try:
+        MlflowClient().get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise DataError(f"{name} has no version {version!r} in {settings.tracking_uri()}") from exc
+    assign_alias(name, str(version), CHAMPION)
+    return name
+
+
+def metric_items(prefix: str, metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Flat MLflow metric keys: `{prefix}_{metric}` for the model, `{prefix}_{baseline}_{metric}` for baselines."""
+    out = {}
+    for model_name, values in metrics.items():
+        head = prefix if model_name == "lightgbm" else f"{prefix}_{model_name}"
+        out |= {f"{head}_{k}": float(v) for k, v in values.items() if np.isfinite(v)}
+    return out
