@@ -1,0 +1,368 @@
+"""The CSM report: one self-contained HTML page from a scores file.
+
+A CS leader opens it before the renewal quarter: how the book splits into tiers and segments,
+which renewals are due and how risky they are, what a risk score means, which accounts carry
+the most ARR at risk and why, and who changed tier. It must open anywhere (a laptop offline,
+an email attachment), so CSS and charts are inline (SVG, no JavaScript, no external URL), and
+all account data goes through Jinja's autoescaping because it comes from customers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from features.tables import DataError
+from serving.tiers import TIERS
+
+TEMPLATES = Path(__file__).with_name("templates")
+REASONS = [f"reason_{i}" for i in range(1, 6)]
+REQUIRED = [
+    "account_id",
+    "as_of",
+    "churn_risk",
+    "growth_potential",
+    "arr",
+    "renewal_date",
+    "days_to_renewal",
+    "arr_at_risk",
+    "expected_expansion",
+    "tier",
+    "previous_tier",
+    "segment",
+    "escalate",
+    "insufficient_history",
+    *REASONS,
+    "reasons_json",
+]
+NUMBERS = ["churn_risk", "growth_potential", "arr", "arr_at_risk", "expected_expansion", "days_to_renewal"]
+QUARTER_DAYS = 90
+SHOWN = 50  # rows per list; the scores file has the rest
+TOP_ACCOUNTS = 20
+WATERFALLS = 8
+BINS = 20
+RISK_BANDS = [0.0, 0.1, 0.2, 0.3, 0.5, 1.0]
+POINTS_SUFFIX = re.compile(r"\s*\([+\u2212-]?[\d.]+ pts [^)]*\)$")  # "(+12 pts risk)": the waterfall shows points
+SEGMENTS = {  # segment: playbook, in the order a leader reads them (see serving/tiers.yaml)
+    "save": "risk review, executive outreach, fix the drivers",
+    "onboard": "drive first value and adoption milestones",
+    "grow": "expansion conversation: seats, modules, upsell",
+    "nurture": "keep healthy: advocacy, references, digital programme",
+}
+
+
+def write_report(scores_path: Path | str, out: Path | str) -> Path:
+    """Render the report for a scores file (`tierwise score` output, CSV or Parquet) to `out`, atomically.
+
+    Raises:
+        DataError: the scores file is missing, unreadable, empty or lacks a documented column.
+    """
+    scores = read_scores(Path(scores_path))
+    html = render(scores, source=Path(scores_path).name)
+    return write_atomically(Path(out), html)
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """The scores table with the columns the report reads, typed."""
+    if not path.is_file():
+        raise DataError(f"scores file {path} does not exist")
+    if path.suffix not in (".csv", ".parquet"):
+        raise DataError(f"scores file {path}: use a .csv or .parquet file")
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype={"account_id": str, "previous_tier": str})
+    except Exception as exc:  # a corrupt file is user input too
+        raise DataError(f"scores file {path}: cannot read it: {exc}") from exc
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise DataError(f"scores file {path}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise DataError(f"scores file {path}: no accounts in it")
+    for col in NUMBERS:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any():
+            raise DataError(f"scores file {path}: {col} is empty or not a number in {int(values.isna().sum())} row(s)")
+        frame[col] = values.astype(float)
+    frame["account_id"] = frame["account_id"].astype(str)
+    frame["priority"] = frame["arr_at_risk"] + frame["expected_expansion"]
+    frame["previous_tier"] = frame["previous_tier"].astype("string").replace("", pd.NA)
+    for col in ("escalate", "insufficient_history"):
+        frame[col] = frame[col].astype(str).str.lower().isin(["true", "1"])
+    return frame
+
+
+def render(scores: pd.DataFrame, source: str) -> str:
+    """The whole page as a string."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    env.filters.update(money=money, pct=pct, day=day)
+    context = {
+        "source": source,
+        "as_of": first_value(scores, "as_of"),
+        "versions": {k: first_value(scores, f"{k}_model_version") for k in ("churn", "growth")},
+        "headline": headline(scores),
+        "by_tier": breakdown(scores, "tier", TIERS),
+        "by_segment": breakdown(scores, "segment", list(SEGMENTS)),
+        "playbooks": SEGMENTS,
+        "renewals": renewals(scores),
+        "histogram": histogram(scores["churn_risk"].to_numpy(float)),
+        "bands": calibration_bands(scores),
+        "top": top_accounts(scores),
+        "waterfalls": [waterfall(row) for _, row in scores.nlargest(WATERFALLS, "arr_at_risk").iterrows()],
+        "moves": tier_changes(scores),
+        "escalations": escalations(scores),
+        "quarter_days": QUARTER_DAYS,
+    }
+    return env.get_template("report.html.j2").render(**context)
+
+
+def write_atomically(out: Path, text: str) -> Path:
+    """Write to a temporary file beside `out` and rename it into place: never a half-written page."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it owner-only; a report is meant to be shared
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def first_value(scores: pd.DataFrame, col: str) -> str:
+    """A column that is constant over a batch (as-of date, model version), as text; '' when absent."""
+    if col not in scores.columns or scores[col].isna().all():
+        return ""
+    value = scores[col].dropna().iloc[0]
+    return day(value) if col == "as_of" else str(value)
+
+
+def headline(scores: pd.DataFrame) -> dict:
+    """The numbers a leader reads first."""
+    due = scores["days_to_renewal"] <= QUARTER_DAYS
+    return {
+        "accounts": len(scores),
+        "arr": scores["arr"].sum(),
+        "arr_at_risk": scores["arr_at_risk"].sum(),
+        "expected_churners": scores["churn_risk"].sum(),
+        "expected_expansion": scores["expected_expansion"].sum(),
+        "renewing": int(due.sum()),
+        "renewing_arr": scores.loc[due, "arr"].sum(),
+        "escalations": int(scores["escalate"].sum()),
+    }
+
+
+def breakdown(scores: pd.DataFrame, by: str, order: list[str] | tuple[str, ...]) -> list[dict]:
+    """Accounts, ARR, ARR at risk, expected expansion and escalations per tier or segment."""
+    grouped = scores.groupby(by, observed=True).agg(
+        accounts=("account_id", "size"),
+        arr=("arr", "sum"),
+        arr_at_risk=("arr_at_risk", "sum"),
+        expected_expansion=("expected_expansion", "sum"),
+        mean_risk=("churn_risk", "mean"),
+        escalations=("escalate", "sum"),
+    )
+    names = list(order) + sorted(set(grouped.index) - set(order))
+    grouped = grouped.reindex(names).dropna(how="all")
+    total_arr = scores["arr"].sum() or 1.0
+    return [{"name": name, **row, "arr_share": row["arr"] / total_arr} for name, row in grouped.iterrows()]
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with their reasons gathered into one list (blank reasons left out)."""
+    out = []
+    for row in frame.to_dict("records"):
+        row["reasons"] = [r for r in (row.get(c) for c in REASONS) if isinstance(r, str) and r.strip()]
+        out.append(row)
+    return out
+
+
+def renewals(scores: pd.DataFrame) -> dict:
+    """Renewals due this quarter, biggest ARR at risk first: the list a renewal meeting starts from."""
+    due = scores[scores["days_to_renewal"] <= QUARTER_DAYS]
+    return {"total": len(due), "rows": records(due.nlargest(SHOWN, "arr_at_risk"))}
+
+
+def top_accounts(scores: pd.DataFrame) -> list[dict]:
+    """The accounts with the most ARR at risk, with their reasons."""
+    return records(scores.nlargest(TOP_ACCOUNTS, "arr_at_risk"))
+
+
+def escalations(scores: pd.DataFrame) -> dict:
+    """Tech-touch accounts flagged for a human look, biggest ARR at risk first."""
+    flagged = scores[scores["escalate"]]
+    return {"total": len(flagged), "rows": records(flagged.nlargest(SHOWN, "arr_at_risk"))}
+
+
+def histogram(risk: np.ndarray, width: int = 760, height: int = 200) -> dict:
+    """Bars of the risk distribution, laid out for an inline SVG (x in 0..1 risk, counts on y)."""
+    counts, edges = np.histogram(np.clip(risk, 0, 1), bins=BINS, range=(0.0, 1.0))
+    peak = max(int(counts.max()), 1)
+    step = width / BINS
+    bars = [
+        {
+            "x": i * step + 1,
+            "w": step - 2,
+            "h": height * c / peak,
+            "y": height - height * c / peak,
+            "count": int(c),
+            "label": f"{edges[i]:.0%}–{edges[i + 1]:.0%}",
+            "band": risk_band(edges[i]),
+        }
+        for i, c in enumerate(counts)
+    ]
+    ticks = [{"x": width * t, "label": f"{t:.0%}"} for t in (0, 0.25, 0.5, 0.75, 1.0)]
+    return {"bars": bars, "ticks": ticks, "width": width, "height": height, "peak": peak}
+
+
+def risk_band(risk: float) -> str:
+    """CSS class for a risk level: the colour a leader's eye goes to."""
+    return "high" if risk >= 0.3 else "medium" if risk >= 0.15 else "low"
+
+
+def calibration_bands(scores: pd.DataFrame) -> list[dict]:
+    """Per risk band: accounts, expected churners (the sum of calibrated risks), ARR and ARR at risk."""
+    band = pd.cut(scores["churn_risk"].clip(0, 1), RISK_BANDS, include_lowest=True, right=False)
+    grouped = scores.groupby(band, observed=False).agg(
+        accounts=("account_id", "size"),
+        expected=("churn_risk", "sum"),
+        arr=("arr", "sum"),
+        arr_at_risk=("arr_at_risk", "sum"),
+    )
+    return [{"label": f"{iv.left:.0%}–{iv.right:.0%}", **row} for iv, row in grouped.iterrows() if row["accounts"] > 0]
+
+
+def waterfall(row: pd.Series) -> dict:
+    """One account's risk built up from the base rate by its churn drivers (percentage points).
+
+    `reasons_json` holds the top drivers (`churn`: text, points, actionable) and every driver
+    family's points (`churn_families`), which add up to risk minus base rate; the base rate and
+    an "other drivers" step are derived from them. Rows without usable JSON get no steps.
+    """
+    risk = 100.0 * float(row["churn_risk"])
+    drivers, families = parsed_reasons(row["reasons_json"])
+    total = sum(families.values()) if families else sum(d["points"] for d in drivers)
+    base = risk - total
+    steps, level = [], base
+    other = total - sum(d["points"] for d in drivers)
+    named = [(POINTS_SUFFIX.sub("", d["text"]), d["points"], d["actionable"]) for d in drivers]
+    if abs(other) >= 0.05:
+        named.append(("All other drivers", other, None))
+    for text, points, actionable in named:
+        steps.append({"text": text, "points": points, "start": level, "end": level + points, "actionable": actionable})
+        level += points
+    scale = max([base, risk, *[max(s["start"], s["end"]) for s in steps]], default=1.0) or 1.0
+    for step in steps:
+        step["left"] = 100.0 * min(step["start"], step["end"]) / scale
+        step["width"] = max(100.0 * abs(step["points"]) / scale, 0.4)
+    return {
+        "account_id": row["account_id"],
+        "tier": row["tier"],
+        "risk": risk,
+        "base": base,
+        "base_width": 100.0 * max(base, 0.0) / scale,
+        "risk_width": 100.0 * risk / scale,
+        "steps": steps,
+    }
+
+
+def parsed_reasons(text) -> tuple[list[dict], dict[str, float]]:
+    """(churn drivers, every family's points) from a `reasons_json` cell; empty when there is none."""
+    if not isinstance(text, str) or not text.strip():
+        return [], {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return [], {}
+    if not isinstance(data, dict):
+        return [], {}
+    drivers = [
+        {"text": str(d.get("text") or d.get("driver")), "points": float(d["points"]), "actionable": d.get("actionable")}
+        for d in data.get("churn") or []
+        if isinstance(d, dict) and isinstance(d.get("points"), int | float)
+    ]
+    families = {k: float(v) for k, v in (data.get("churn_families") or {}).items() if isinstance(v, int | float)}
+    return drivers, families
+
+
+def tier_changes(scores: pd.DataFrame) -> dict:
+    """Accounts whose tier differs from last run's, biggest value at stake first, each with why."""
+    moved = scores[scores["previous_tier"].notna() & (scores["previous_tier"] != scores["tier"])]
+    cutoffs = tier_cutoffs(scores)
+    rank = {tier: i for i, tier in enumerate(TIERS)}
+    rows = records(moved.nlargest(SHOWN, "priority"))
+    for row in rows:
+        up = rank.get(row["tier"], 2) < rank.get(row["previous_tier"], 2)
+        row["direction"] = "up" if up else "down"
+        row["why"] = move_reason(row, cutoffs, up)
+        row["changes"] = row.get("changes") if isinstance(row.get("changes"), str) else ""
+    return {"total": len(moved), "rows": rows}
+
+
+def tier_cutoffs(scores: pd.DataFrame) -> dict[str, float]:
+    """The lowest value at stake holding a place in each CSM tier (the boundary).
+
+    Onboarding accounts are left out: they hold mid_touch places whatever their value.
+    """
+    established = scores[scores.get("lifecycle_stage", pd.Series("", index=scores.index)) != "onboarding"]
+    return {tier: established.loc[established["tier"] == tier, "priority"].min() for tier in TIERS[:2]}
+
+
+def move_reason(row: dict, cutoffs: dict[str, float], up: bool) -> str:
+    """Why an account moved, in the policy's terms: value at stake against the boundary it crossed."""
+    value = money(row["priority"])
+    if up:
+        cutoff = cutoffs.get(row["tier"])
+        if row.get("lifecycle_stage") == "onboarding" and row["tier"] == "mid_touch":
+            return f"Onboarding accounts always get a CSM (value at stake {value})"
+        return f"Value at stake {value} now clears the {label(row['tier'])} boundary ({money(cutoff)})"
+    cutoff = cutoffs.get(row["previous_tier"])
+    return f"Value at stake {value} fell below the {label(row['previous_tier'])} boundary ({money(cutoff)})"
+
+
+def label(tier: str) -> str:
+    """'high_touch' -> 'high touch'."""
+    return str(tier).replace("_", " ")
+
+
+def money(value) -> str:
+    """ARR as people say it: 950, 12.3k, 1.25M (the currency is whatever the ARR column is in)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    value = float(value)
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:,.{2 if suffix == 'M' else 1}f}{suffix}"
+    return f"{value:,.0f}"
+
+
+def pct(value, digits: int = 0) -> str:
+    """A probability as a percentage."""
+    return "–" if value is None or pd.isna(value) else f"{float(value):.{digits}%}"
+
+
+def day(value) -> str:
+    """A date as YYYY-MM-DD ('' when missing)."""
+    if value is None or pd.isna(value):
+        return ""
+    return pd.Timestamp(value).date().isoformat()
