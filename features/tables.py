@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.errors import DataError
+
 TABLES = ("accounts", "subscriptions", "events")
 SUFFIXES = (".parquet", ".csv")
 REQUIRED = {
@@ -21,10 +23,6 @@ REQUIRED = {
 }
 OPTIONAL = {"events": {"user_id": "id", "count": "number", "value": "number"}}
 EXAMPLES = 5
-
-
-class DataError(ValueError):
-    """Input that breaks the data contract; its message is meant for the user, not a traceback."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from features.tables import DataError
+from features.errors import DataError
 
 app = typer.Typer(help="Churn risk, growth potential and touch tiers for Customer Success.", no_args_is_help=True)
 console = Console(stderr=True)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from features.tables import DataError
+from features.errors import DataError
 from tierwise.cli import app, console, parse_date
 
 # OpenMP threads that spin while waiting starve each other on small, busy machines; must be set
