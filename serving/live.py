@@ -1,0 +1,262 @@
+"""What the service answers from, kept current without a restart.
+
+The service holds two things: the champion models (for `/score`) and the latest-scores store
+(for `/lookup` and as the book a posted row's tier is proposed against). Both are replaced
+while the service runs: a new champion is registered, `tierwise score` writes a new batch. A
+background thread polls for either (and `/reload` checks at once); whatever changed is loaded
+off the request path and swapped in with one reference assignment, so a request in flight
+keeps the snapshot it started with. A load that fails leaves the previous state serving and
+is recorded (and exposed by `/model_info`) instead of raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from features.tables import DataError
+from serving import registry
+from serving.tiers import REQUIRED as TIERING_COLUMNS
+from tierwise import settings
+
+logger = logging.getLogger("tierwise.service")
+
+DATE_COLUMNS = ("as_of", "renewal_date")
+REASON_TEXT = re.compile(r"^(growth_)?reason_\d+$")  # the same drivers as `reasons`, flattened for spreadsheets
+STORED = ("tier", "reasons_json")  # besides the tiering columns: what a proposal and `changes` compare with
+
+
+def max_score_age_days() -> int:
+    """Scores older than this many days are answered with `stale: true` (`TIERWISE_MAX_SCORE_AGE_DAYS`, default 35)."""
+    return int(os.environ.get("TIERWISE_MAX_SCORE_AGE_DAYS", "35"))
+
+
+def reload_seconds() -> float:
+    """How often the service checks for a new champion or score batch (`TIERWISE_RELOAD_SECONDS`, default 30)."""
+    return float(os.environ.get("TIERWISE_RELOAD_SECONDS", "30"))
+
+
+def now_iso() -> str:
+    """The current UTC time, to the second, for status records."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Book:
+    """The latest-scores store as the service answers from it.
+
+    Attributes:
+        answers: account id -> its lookup answer (JSON-ready; `stale` is added per request).
+        rows: the stored columns a posted row is tiered against and compared with (`serving.online`).
+        as_of: the as-of date of the batch (the latest when the store mixes dates).
+        model_versions: the model versions the batch was scored with.
+        stamp: (modification time, size) of the file when read, to notice a new batch.
+    """
+
+    path: Path
+    answers: dict[str, dict]
+    rows: pd.DataFrame
+    as_of: str | None
+    model_versions: dict[str, str | None]
+    stamp: tuple[int, int] | None
+    loaded_at: str
+
+    @classmethod
+    def empty(cls, path: Path) -> Book:
+        """No scores yet (`tierwise score` has not run): lookups answer 503 until a batch appears."""
+        return cls(
+            path,
+            {},
+            pd.DataFrame(columns=list(TIERING_COLUMNS)),
+            None,
+            {"churn": None, "growth": None},
+            None,
+            now_iso(),
+        )
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time in ns, size) of a file, or None when it does not exist."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def read_book(path: Path) -> Book:
+    """Read the latest-scores store into lookup answers keyed by account id.
+
+    Raises:
+        DataError: the file is not a readable scores table.
+    """
+    stamp = file_stamp(path)
+    if stamp is None:
+        return Book.empty(path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a torn or foreign file
+        raise DataError(f"latest-scores store {path}: cannot read it ({exc})") from exc
+    missing = [c for c in ("account_id", "as_of", "churn_risk", *TIERING_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise DataError(f"latest-scores store {path}: missing column(s) {', '.join(dict.fromkeys(missing))}")
+    frame["account_id"] = frame["account_id"].astype(str)
+    versions = {
+        "churn": last_value(frame, "churn_model_version"),
+        "growth": last_value(frame, "growth_model_version"),
+    }
+    return Book(
+        path=path,
+        answers=lookup_answers(frame),
+        rows=frame[list(TIERING_COLUMNS) + [c for c in STORED if c in frame]].reset_index(drop=True),
+        as_of=str(pd.to_datetime(frame["as_of"]).max().date()) if len(frame) else None,
+        model_versions=versions,
+        stamp=stamp,
+        loaded_at=now_iso(),
+    )
+
+
+def last_value(frame: pd.DataFrame, column: str) -> str | None:
+    """The column's value on the last row as text (model versions are the same on every row of a batch)."""
+    if column not in frame or frame.empty or pd.isna(frame[column].iloc[-1]):
+        return None
+    return str(frame[column].iloc[-1])
+
+
+def lookup_answers(frame: pd.DataFrame) -> dict[str, dict]:
+    """One JSON-ready answer per account: every stored column, dates as YYYY-MM-DD, reasons as lists.
+
+    `reasons` holds the churn and growth drivers (text, points, value, actionable) from
+    `reasons_json`; the per-family points kept there for "what changed" are left out.
+
+    Built once per batch so a lookup is a dict access plus JSON encoding.
+    """
+    out = frame.copy()
+    for col in DATE_COLUMNS:
+        if col in out:
+            out[col] = pd.to_datetime(out[col]).dt.strftime("%Y-%m-%d")
+    reasons = out["reasons_json"] if "reasons_json" in out else pd.Series("[]", index=out.index)
+    out = out.drop(columns=[c for c in out.columns if c == "reasons_json" or REASON_TEXT.match(c)])
+    records = json.loads(out.to_json(orient="records", double_precision=15))
+    for record, text in zip(records, reasons, strict=True):
+        parsed = json.loads(text) if isinstance(text, str) and text else {}
+        record["reasons"] = {"churn": parsed.get("churn", []), "growth": parsed.get("growth", [])}
+    return {r["account_id"]: r for r in records}
+
+
+def stale_before(max_age_days: int, today: date | None = None) -> str:
+    """The earliest as-of date (YYYY-MM-DD) still fresh: scores as of an earlier day are stale."""
+    return str((today or datetime.now(UTC).date()) - timedelta(days=max_age_days))
+
+
+@dataclass
+class LiveState:
+    """The models and the book in service now, plus the record of the last reload attempts.
+
+    `models` and `book` are only ever replaced whole, so readers need no lock; `refresh` holds
+    a lock so that the poller and `/reload` never load the same thing twice at once.
+    """
+
+    models: registry.Models
+    book: Book
+    status: dict = field(default_factory=dict)
+    failed_versions: tuple[str, str] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def start(cls) -> LiveState:
+        """Load the champions and the store; a missing champion stops the service (nothing to serve)."""
+        models = registry.load_models()
+        path = settings.scores_store()
+        try:
+            book = read_book(path)
+        except DataError as exc:  # a bad store must not keep scoring down; lookups say what is wrong
+            logger.error("%s", exc)
+            book = Book.empty(path)
+        state = cls(models=models, book=book)
+        state.status = {
+            "models": {"ok": True, "at": now_iso(), "versions": state.versions, "error": None},
+            "scores": {"ok": book.stamp is not None, "at": now_iso(), "error": None if book.stamp else "no scores yet"},
+        }
+        return state
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """The registry versions of the models in service."""
+        return {"churn": self.models.churn_version, "growth": self.models.growth_version}
+
+    def refresh(self, force: bool = False) -> dict:
+        """Load a new champion and/or a new score batch if there is one; returns the reload status.
+
+        Args:
+            force: retry a champion that failed to load before (a poll skips it until it changes).
+        """
+        with self.lock:
+            self.refresh_models(force)
+            self.refresh_book()
+            return self.status
+
+    def refresh_models(self, force: bool) -> None:
+        """Swap in the champions when their versions moved; on failure keep the old ones and record why."""
+        wanted = None
+        try:
+            registry.mlflow.set_tracking_uri(settings.tracking_uri())
+            wanted = (registry.resolve_version(registry.CHURN, None), registry.resolve_version(registry.GROWTH, None))
+            if wanted == (self.models.churn_version, self.models.growth_version):
+                return
+            if wanted == self.failed_versions and not force:
+                return
+            models = registry.load_models(*wanted)
+        except Exception as exc:  # any failure (registry down, torn artifacts, bad booster) keeps the old models
+            self.failed_versions = wanted
+            self.status["models"] = {
+                "ok": False,
+                "at": now_iso(),
+                "versions": self.versions,
+                "error": f"new champion not loaded, still serving churn v{self.models.churn_version} / "
+                f"growth v{self.models.growth_version}: {exc}",
+            }
+            logger.error("%s", self.status["models"]["error"])
+            return
+        self.models, self.failed_versions = models, None
+        self.status["models"] = {"ok": True, "at": now_iso(), "versions": self.versions, "error": None}
+        logger.info("new champion in service: churn v%s, growth v%s", *wanted)
+
+    def refresh_book(self) -> None:
+        """Re-read the store when its file changed; on failure keep the old book and record why."""
+        path = settings.scores_store()
+        if file_stamp(path) == self.book.stamp and path == self.book.path:
+            return
+        try:
+            book = read_book(path)
+        except DataError as exc:
+            self.status["scores"] = {"ok": False, "at": now_iso(), "error": f"{exc}; still serving the last batch"}
+            logger.error("%s", self.status["scores"]["error"])
+            return
+        self.book = book
+        self.status["scores"] = {"ok": book.stamp is not None, "at": now_iso(), "error": None}
+        logger.info("score batch in service: %s accounts as of %s", len(book.answers), book.as_of)
+
+    def poll_forever(self, interval: float) -> threading.Thread:
+        """Start a daemon thread that calls `refresh` every `interval` seconds."""
+
+        def loop() -> None:
+            while True:
+                time.sleep(interval)
+                try:
+                    self.refresh()
+                except Exception:  # never let the poller die; refresh records its own failures
+                    logger.exception("reload check failed")
+
+        thread = threading.Thread(target=loop, name="tierwise-reload", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,205 @@
+"""The tierwise HTTP service: account lookups, on-demand scoring and model info, on BentoML.
+
+Other systems (CRM, billing, the support desk) ask for one account's risk and tier in real time.
+Lookups answer from the latest-scores store written by `tierwise score`; posted feature rows
+are scored by `serving.scoring.score_frame`, the function the batch job runs, so both paths
+give the same numbers. Models and scores are reloaded while serving (`serving.live`).
+
+Routes (all POST, JSON; every route but `/healthz`, `/livez`, `/readyz` needs
+`Authorization: Bearer KEY`): `/lookup`, `/score`, `/model_info`, `/reload`, plus BentoML's
+`/metrics` (Prometheus) and OpenAPI spec (`/docs.json`). docs/service.md has curl examples.
+
+Start it with `tierwise serve`; in a bento or container, `bentoml serve serving.service:TierwiseService`.
+"""
+
+import functools
+import itertools
+import logging
+import os
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any
+
+import anyio
+import bentoml
+import pandas as pd
+from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+from serving.auth import ApiKeyMiddleware
+from serving.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
+
+logger = logging.getLogger("tierwise.service")
+
+MAX_IDS = 1000  # account ids per lookup
+MAX_ROWS = 1000  # feature rows per score call
+MAX_BATCH_REQUESTS = 32  # score requests merged into one model call
+MAX_QUEUE_MS = 30_000  # how long a score request may wait for its batch before 503 (queue, don't shed)
+POLICY_ENV = "TIERWISE_POLICY"
+
+AccountId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class FeatureRow(BaseModel):
+    """One account's feature row, as `tierwise features` writes it: `account_id`, optional
+    `as_of` (default today), `insufficient_history` and `renewal_date` (derived when absent),
+    and every model feature by name (see `/model_info`; null for an unknown value).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    account_id: AccountId
+    as_of: date | None = None
+    insufficient_history: bool | None = None
+    renewal_date: date | None = None
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """One `/score` request waiting for the adaptive batch: its rows and the state they were checked against."""
+
+    frame: pd.DataFrame
+    models: Any  # serving.registry.Models
+    book: Any  # serving.live.Book
+
+
+def answer(status: int, body: dict) -> JSONResponse:
+    """A JSON answer with a status; errors carry `error` (and `field` where one is at fault)."""
+    return JSONResponse(body, status_code=status)
+
+
+@bentoml.service(name="tierwise", workers=1, traffic={"timeout": 60, "max_concurrency": 256})
+class TierwiseService:
+    """Loads the champions and the latest scores once at start, then keeps them current."""
+
+    def __init__(self) -> None:
+        from serving.live import LiveState, max_score_age_days, reload_seconds
+        from serving.tiers import load_policy
+
+        self.live = LiveState.start()
+        self.policy = load_policy(os.environ.get(POLICY_ENV) or None)
+        self.max_age_days = max_score_age_days()
+        self.reload_seconds = reload_seconds()
+        self.live.poll_forever(self.reload_seconds)
+        self.batched_score = CorkDispatcher(
+            max_latency_in_ms=MAX_QUEUE_MS,
+            max_batch_size=MAX_BATCH_REQUESTS,
+            fallback=functools.partial(answer, 503, {"error": "service overloaded: retry shortly"}),
+            get_batch_size=lambda job: 1,
+        )(self.score_jobs)
+        logger.info(
+            "tierwise service ready: churn v%s, growth v%s, %s accounts in the score store",
+            self.live.models.churn_version,
+            self.live.models.growth_version,
+            len(self.live.book.answers),
+        )
+
+    @bentoml.api(route="/lookup")
+    async def lookup(self, account_ids: Annotated[list[AccountId], Field(min_length=1, max_length=MAX_IDS)]) -> dict:
+        """Latest scores of one or many accounts; unknown ids are listed (404 when none is known)."""
+        from serving.live import stale_before
+
+        book = self.live.book
+        base = {"as_of": book.as_of, "model_versions": book.model_versions}
+        if book.stamp is None:
+            return answer(503, {"error": f"no scores yet in {book.path}: run `tierwise score`", **base})
+        cutoff = stale_before(self.max_age_days)
+        results, unknown = [], []
+        for account in dict.fromkeys(account_ids):
+            found = book.answers.get(account)
+            if found is None:
+                unknown.append(account)
+            else:
+                results.append({**found, "stale": found["as_of"] < cutoff})
+        if not results:
+            return answer(404, {"error": f"unknown account_id: {', '.join(unknown)}", "unknown": unknown, **base})
+        return answer(200, {"results": results, "unknown": unknown, **base})
+
+    @bentoml.api(route="/score")
+    async def score(self, rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_ROWS)]) -> dict:
+        """Score posted feature rows with reasons and a tier proposal against the current book."""
+        from serving.online import ModelInputs, RowError, feature_frame
+
+        models, book = self.live.models, self.live.book
+        try:
+            frame = feature_frame([r.model_dump() for r in rows], ModelInputs.of(models))
+        except RowError as exc:
+            return answer(400, {"error": str(exc), "field": exc.field})
+        result = await self.batched_score(ScoreJob(frame, models, book))
+        if isinstance(result, JSONResponse):
+            return result
+        return answer(
+            200,
+            {
+                "scores": result,
+                "model_versions": {"churn": models.churn_version, "growth": models.growth_version},
+                "tier_basis": {"as_of": book.as_of, "accounts": len(book.answers)},
+            },
+        )
+
+    def score_jobs(self, jobs: tuple[ScoreJob, ...]) -> list[list[dict]]:
+        """The adaptive batch: requests checked against the same models are scored in one call."""
+        from serving.online import score_answers
+
+        out = []
+        for _, group in itertools.groupby(jobs, key=lambda job: (id(job.models), id(job.book))):
+            group = list(group)
+            out += score_answers([job.frame for job in group], group[0].models, self.policy, group[0].book)
+        return out
+
+    @bentoml.api(route="/model_info")
+    async def model_info(self) -> dict:
+        """Versions, training dates, metrics and features of the models in service, and the reload status."""
+        return answer(200, self.info())
+
+    @bentoml.api(route="/reload")
+    async def reload(self) -> dict:
+        """Look for a new champion and a new score batch now (also retries a champion that failed to load)."""
+        await anyio.to_thread.run_sync(functools.partial(self.live.refresh, force=True))
+        return answer(200, self.info())
+
+    def info(self) -> dict:
+        """What `/model_info` answers."""
+        from serving.live import stale_before
+        from serving.online import ModelInputs
+
+        models, book = self.live.models, self.live.book
+        inputs = ModelInputs.of(models)
+        return {
+            "model_versions": {"churn": models.churn_version, "growth": models.growth_version},
+            "models": {
+                b.target: bundle_info(b, v)
+                for b, v in ((models.churn, models.churn_version), (models.growth, models.growth_version))
+            },
+            "features": [
+                {
+                    "name": name,
+                    "kind": "category" if name in inputs.categorical else "number",
+                    "description": models.churn.descriptions.get(name, name),
+                }
+                for name in inputs.features
+            ],
+            "scores": {
+                "path": str(book.path),
+                "as_of": book.as_of,
+                "accounts": len(book.answers),
+                "model_versions": book.model_versions,
+                "stale": book.as_of is not None and book.as_of < stale_before(self.max_age_days),
+                "max_age_days": self.max_age_days,
+            },
+            "as_of": book.as_of,
+            "reload": {"every_seconds": self.reload_seconds, **self.live.status},
+        }
+
+
+def bundle_info(bundle, version: str) -> dict:
+    """One model's registry version, training facts and backtest metrics (from the bundle's `info`)."""
+    import json
+
+    return {"version": version, "features": len(bundle.features), **json.loads(json.dumps(bundle.info, default=str))}
+
+
+# Order matters: the key check runs first, so an unauthenticated caller cannot even upload a body.
+TierwiseService.add_asgi_middleware(ApiKeyMiddleware)
+TierwiseService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
