@@ -58,14 +58,15 @@ class ModelBundle:
                 f"feature rows lack {len(missing)} column(s) the {self.target} model was trained on: "
                 f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
             )
-        X = frame[self.features].copy()
-        for col in self.features:
-            if col in self.categories:
-                values = X[col].astype("string").astype(object).where(X[col].notna(), None)
-                X[col] = pd.Categorical(values, categories=self.categories[col])  # unseen -> NaN
-            else:
-                X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
-        return X
+        numeric = [c for c in self.features if c not in self.categories]
+        block = frame[numeric]
+        if not all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):  # text numbers, blanks
+            block = block.apply(pd.to_numeric, errors="coerce")
+        X = pd.DataFrame(block.to_numpy(dtype=float, na_value=np.nan), columns=numeric, index=frame.index)
+        for col, categories in self.categories.items():
+            values = frame[col].astype("string").astype(object).where(frame[col].notna(), None)
+            X[col] = pd.Categorical(values, categories=categories)  # unseen -> NaN
+        return X[self.features]
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
         """Raw LightGBM scores (log-odds) for a matrix from `matrix`."""

@@ -41,7 +41,7 @@ def encode_events(tables: Tables) -> EncodedEvents:
     """The single pass over raw events that everything else reads from."""
     ev = tables.events
     accounts = pd.Index(tables.accounts["account_id"])
-    acct = accounts.get_indexer(ev["account_id"]).astype(np.int64)
+    acct = positions_in(accounts, ev["account_id"])
     event_code, event_names = pd.factorize(ev["event"], sort=True)
     day0 = ev["timestamp"].min().normalize()
     day = ((ev["timestamp"].to_numpy() - day0.to_datetime64()) // np.timedelta64(1, "D")).astype(np.int64)
@@ -64,6 +64,13 @@ def encode_events(tables: Tables) -> EncodedEvents:
         {"acct": acct[known], "event": frame["event"].to_numpy()[known], "user": user[known], "day": day[known]}
     ).drop_duplicates()
     return EncodedEvents(accounts, {name: i for i, name in enumerate(event_names)}, day0, daily, user_days)
+
+
+def positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """Position of each value in `index`; for a categorical, looked up once per category, not per row."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return index.get_indexer(values.cat.categories).astype(np.int64)[values.cat.codes.to_numpy()]
+    return index.get_indexer(values).astype(np.int64)
 
 
 def window_metrics(encoded: EncodedEvents, metrics: MetricSet, as_of: pd.DatetimeIndex) -> pd.DataFrame:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.errors import DataError
 
@@ -82,10 +84,19 @@ def read_table(data_dir: Path, name: str) -> pd.DataFrame:
         path = data_dir / f"{name}{suffix}"
         if path.exists():
             try:
-                return pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path, low_memory=False)
+                if suffix == ".csv":
+                    return pd.read_csv(path, low_memory=False)
+                return read_parquet_compact(path) if name == "events" else pd.read_parquet(path)
             except Exception as exc:  # a corrupt file is user input too
                 raise DataError(f"{name}: cannot read {path.name}: {exc}") from exc
     raise DataError(f"{name}: table missing, expected {name}.csv or {name}.parquet in {data_dir}")
+
+
+def read_parquet_compact(path: Path) -> pd.DataFrame:
+    """Read Parquet with text columns dictionary-encoded: millions of repeated ids cost codes, not strings."""
+    schema = pq.read_schema(path)
+    text = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return pq.read_table(path, read_dictionary=text).to_pandas()
 
 
 def typed_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -105,10 +116,14 @@ def typed_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
 def typed_column(table: str, col: str, kind: str, values: pd.Series, required: bool) -> pd.Series:
     """Convert one column; values that do not convert are reported with their row numbers."""
     if kind in ("id", "text"):
-        converted = values.astype("string").str.strip()
-        bad = values.isna() | (converted == "") if required else pd.Series(False, index=values.index)
-        fail_rows(table, col, bad, values.to_frame(), "empty value")
-        return converted.astype(str).where(values.notna(), None) if not required else converted.astype(str)
+        if is_clean_category(values):
+            converted = values  # already compact and stripped: keep the codes
+        else:
+            converted = values.astype("string").str.strip()
+            converted = converted.astype(str).where(values.notna(), None) if not required else converted.astype(str)
+        if required:
+            fail_rows(table, col, values.isna() | (converted == ""), values.to_frame(), "empty value")
+        return converted
     if kind == "date":
         converted = pd.to_datetime(values, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
         fail_rows(table, col, converted.isna() & values.notna(), values.to_frame(), "not a date")
@@ -120,6 +135,14 @@ def typed_column(table: str, col: str, kind: str, values: pd.Series, required: b
     if required:
         fail_rows(table, col, values.isna(), values.to_frame(), "empty value")
     return converted.astype(float)
+
+
+def is_clean_category(values: pd.Series) -> bool:
+    """A categorical of stripped text labels, as `read_parquet_compact` gives for clean ids."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return False
+    labels = values.cat.categories
+    return pd.api.types.is_string_dtype(labels) and bool((labels == labels.str.strip()).all())
 
 
 def fail_rows(table: str, col: str, bad: pd.Series, frame: pd.DataFrame, problem: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -33,16 +32,6 @@ logger = logging.getLogger("tierwise.service")
 DATE_COLUMNS = ("as_of", "renewal_date")
 REASON_TEXT = re.compile(r"^(growth_)?reason_\d+$")  # the same drivers as `reasons`, flattened for spreadsheets
 STORED = ("tier", "reasons_json")  # besides the tiering columns: what a proposal and `changes` compare with
-
-
-def max_score_age_days() -> int:
-    """Scores older than this many days are answered with `stale: true` (`TIERWISE_MAX_SCORE_AGE_DAYS`, default 35)."""
-    return int(os.environ.get("TIERWISE_MAX_SCORE_AGE_DAYS", "35"))
-
-
-def reload_seconds() -> float:
-    """How often the service checks for a new champion or score batch (`TIERWISE_RELOAD_SECONDS`, default 30)."""
-    return float(os.environ.get("TIERWISE_RELOAD_SECONDS", "30"))
 
 
 def now_iso() -> str:

@@ -15,7 +15,6 @@ Start it with `tierwise serve`; in a bento or container, `bentoml serve serving.
 import functools
 import itertools
 import logging
-import os
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
@@ -36,7 +35,6 @@ MAX_IDS = 1000  # account ids per lookup
 MAX_ROWS = 1000  # feature rows per score call
 MAX_BATCH_REQUESTS = 32  # score requests merged into one model call
 MAX_QUEUE_MS = 30_000  # how long a score request may wait for its batch before 503 (queue, don't shed)
-POLICY_ENV = "TIERWISE_POLICY"
 
 AccountId = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -74,11 +72,12 @@ class TierwiseService:
     """Loads the champions and the latest scores once at start, then keeps them current."""
 
     def __init__(self) -> None:
-        from serving.live import LiveState, max_score_age_days, reload_seconds
+        from serving.live import LiveState
         from serving.tiers import load_policy
+        from tierwise.settings import max_score_age_days, policy_path, reload_seconds
 
         self.live = LiveState.start()
-        self.policy = load_policy(os.environ.get(POLICY_ENV) or None)
+        self.policy = load_policy(policy_path())
         self.max_age_days = max_score_age_days()
         self.reload_seconds = reload_seconds()
         self.live.poll_forever(self.reload_seconds)

@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
+from features.build import build_features
 from features.tables import DataError, load_tables, validate_tables
 
 
@@ -103,6 +104,8 @@ def test_csv_and_parquet_load_the_same(tmp_path):
     a, b = load_tables(tmp_path / "csv"), load_tables(tmp_path / "parquet")
     pd.testing.assert_frame_equal(a.subscriptions, b.subscriptions)
     assert a.events["timestamp"].tolist() == b.events["timestamp"].tolist()
+    assert isinstance(b.events["account_id"].dtype, pd.CategoricalDtype)  # big table read compactly
+    pd.testing.assert_frame_equal(build_features(a, ["2025-03-01"]).frame, build_features(b, ["2025-03-01"]).frame)
 
 
 def test_garbage_file_is_a_user_error(tmp_path):

@@ -34,3 +34,18 @@ def artifact_root() -> str:
 def scores_store() -> Path:
     """The latest-scores store the service reads (`TIERWISE_SCORES_STORE` overrides)."""
     return Path(os.environ.get("TIERWISE_SCORES_STORE", mlruns_dir() / "latest_scores.parquet")).resolve()
+
+
+def max_score_age_days() -> int:
+    """The service answers lookups older than this many days with `stale: true` (`TIERWISE_MAX_SCORE_AGE_DAYS`)."""
+    return int(os.environ.get("TIERWISE_MAX_SCORE_AGE_DAYS", "35"))
+
+
+def reload_seconds() -> float:
+    """How often the service checks for a new champion or score batch (`TIERWISE_RELOAD_SECONDS`)."""
+    return float(os.environ.get("TIERWISE_RELOAD_SECONDS", "30"))
+
+
+def policy_path() -> Path | None:
+    """The tier policy the service proposes tiers with (`TIERWISE_POLICY`; None: the shipped default)."""
+    return Path(os.environ["TIERWISE_POLICY"]) if os.environ.get("TIERWISE_POLICY") else None
