@@ -49,9 +49,9 @@ def encode_events(tables: Tables) -> EncodedEvents:
     has_value = ~np.isnan(value)
     frame = pd.DataFrame(
         {
-            "acct": acct,
-            "event": event_code.astype(np.int64),
-            "day": day,
+            "acct": acct.astype(np.int32),  # int32 codes halve the memory of the one big pass
+            "event": event_code.astype(np.int32),
+            "day": day.astype(np.int32),
             "count": ev["count"].to_numpy(dtype=float),
             "vsum": np.where(has_value, value, 0.0),
             "vn": has_value.astype(float),
@@ -61,7 +61,12 @@ def encode_events(tables: Tables) -> EncodedEvents:
     user, _ = pd.factorize(ev["user_id"], use_na_sentinel=True)
     known = user >= 0
     user_days = pd.DataFrame(
-        {"acct": acct[known], "event": frame["event"].to_numpy()[known], "user": user[known], "day": day[known]}
+        {
+            "acct": frame["acct"].to_numpy()[known],
+            "event": frame["event"].to_numpy()[known],
+            "user": user[known].astype(np.int32),
+            "day": frame["day"].to_numpy()[known],
+        }
     ).drop_duplicates()
     return EncodedEvents(accounts, {name: i for i, name in enumerate(event_names)}, day0, daily, user_days)
 

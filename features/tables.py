@@ -106,7 +106,7 @@ def typed_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     missing = [col for col in REQUIRED[name] if col not in frame.columns]
     if missing:
         raise DataError(f"{name}: missing required column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # copy-on-write: the caller's frame is never modified, nothing is duplicated
     optional = {col: kind for col, kind in OPTIONAL.get(name, {}).items() if col in frame.columns}
     for col, kind in {**REQUIRED[name], **optional}.items():
         frame[col] = typed_column(name, col, kind, frame[col], required=col in REQUIRED[name])
@@ -124,6 +124,10 @@ def typed_column(table: str, col: str, kind: str, values: pd.Series, required: b
         if required:
             fail_rows(table, col, values.isna() | (converted == ""), values.to_frame(), "empty value")
         return converted
+    if kind == "date" and values.dtype == "datetime64[ns]":
+        if required:
+            fail_rows(table, col, values.isna(), values.to_frame(), "empty date")
+        return values  # already naive timestamps (Parquet): no copy
     if kind == "date":
         converted = pd.to_datetime(values, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
         fail_rows(table, col, converted.isna() & values.notna(), values.to_frame(), "not a date")
