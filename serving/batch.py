@@ -1,0 +1,152 @@
+"""The `tierwise score` job: every account active on a date, scored with the champion models.
+
+Features are built point-in-time from the raw tables with the metric set logged with the churn
+champion, so the model sees exactly what it was trained on. The output file and the
+latest-scores store are each written whole (temp file + rename), the CSV spreadsheet-safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from features.build import build_features
+from features.io import FORMULA_STARTS, write_table
+from features.tables import DataError, load_tables
+from serving import reasons as rs
+from serving.registry import CHURN_TABLE, load_bundle, load_models
+from serving.scoring import REASONS, model_matrix, score_frame
+from serving.store import write_store
+from serving.tiers import load_policy
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    """What a batch wrote: the output file, the store, and the scored rows (for a summary)."""
+
+    out: Path
+    store: Path | None
+    scored: pd.DataFrame
+
+
+def score_to_file(
+    data_dir: Path,
+    as_of: date,
+    out: Path,
+    policy_path: Path | None = None,
+    previous: Path | None = None,
+    model_versions: dict[str, int | None] | None = None,
+) -> ScoreRun:
+    """Score every account active on `as_of` and write the output file and the latest-scores store.
+
+    Args:
+        data_dir: folder with the accounts, subscriptions and events tables.
+        as_of: the scoring date; features see only data before it.
+        out: output file, `.csv` or `.parquet`.
+        policy_path: tier policy YAML (the shipped default when None).
+        previous: last run's output file, for stable tiers and "what changed".
+        model_versions: `{"churn": N, "growth": M}` to score with those versions instead of the champions.
+
+    Raises:
+        DataError: bad tables, policy or previous file; no champion or unknown version; an as-of
+            date after the data ends or with no active account.
+    """
+    policy = load_policy(policy_path)  # a bad policy should stop the run before the slow part
+    last = read_previous(previous) if previous else None
+    versions = model_versions or {}
+    with progress_bar() as progress:
+        step = progress.add_task("loading models", total=None)
+        models = load_models(versions.get("churn"), versions.get("growth"))
+        progress.update(step, description="loading tables")
+        tables = load_tables(data_dir)
+        check_as_of(as_of, tables.data_end)
+        progress.update(step, description=f"building features as of {as_of}")
+        frame = build_features(tables, [as_of], metrics=models.churn.metrics).frame
+        if frame.empty:
+            raise DataError(f"no account is active on {as_of}: the subscriptions have no term in force that day")
+        progress.update(step, description="scoring", total=len(frame), completed=0)
+        scored = score_frame(frame, models, policy, last, on_rows=lambda n: progress.advance(step, n))
+        progress.update(step, description="writing")
+        path = write_table(scored, out)
+        store = write_store(scored)
+    return ScoreRun(path, store, scored)
+
+
+def score_table(table_path: Path, out: Path, id_col: str = "account_id", version: int | None = None) -> ScoreRun:
+    """Score a flat table (one row per entity, one column per feature) with the `tierwise-churn-table` model.
+
+    Writes the id, `churn_risk`, `reason_1..5` and `reasons_json` (no tiers: a flat table carries
+    no ARR or contract state to tier by).
+
+    Raises:
+        DataError: the table cannot be read, lacks the id column or a model feature, or no table
+            model is registered.
+    """
+    table = read_frame(table_path, "table", id_col)
+    with progress_bar() as progress:
+        step = progress.add_task("loading model", total=None)
+        bundle, version = load_bundle(CHURN_TABLE, version)
+        progress.update(step, description="scoring")
+        X = model_matrix(bundle, version, table)
+        points, _, probability = bundle.contributions(X)
+        drivers = rs.drivers(bundle, X, points, "risk")
+        scored = pd.DataFrame({id_col: table[id_col].to_numpy(), "churn_risk": probability})
+        scored[REASONS[: drivers.text.shape[1]]] = drivers.text
+        scored["reasons_json"] = rs.reasons_json(churn=drivers)
+        scored["churn_model_version"] = version
+        path = write_table(scored, out)
+    return ScoreRun(path, None, scored)
+
+
+def check_as_of(as_of: date, data_end: pd.Timestamp) -> None:
+    """Refuse an as-of date after the data ends: every account would look inactive, hence at risk."""
+    if pd.Timestamp(as_of) > data_end:
+        raise DataError(
+            f"--as-of {as_of} is after the data ends ({data_end.date()} is the day after the last event): "
+            "features would see no recent activity; score on or before that day"
+        )
+
+
+def read_previous(path: Path) -> pd.DataFrame:
+    """Last run's output (CSV or Parquet), with account ids as they were before the CSV defused them.
+
+    Raises:
+        DataError: the file is missing or unreadable, or lacks `account_id`, `tier` or `churn_risk`.
+    """
+    previous = read_frame(path, "previous scores", "account_id", "tier", "churn_risk")
+    ids = previous["account_id"].astype(str)
+    defused = ids.str.startswith("'") & ids.str[1:].str.startswith(FORMULA_STARTS)
+    previous["account_id"] = ids.where(~defused, ids.str[1:])
+    return previous
+
+
+def read_frame(path: Path, what: str, *needed: str) -> pd.DataFrame:
+    """A CSV or Parquet file that must hold the `needed` columns (ids read as text)."""
+    path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise DataError(f"{what} {path}: use a .csv or .parquet file")
+    if not path.exists():
+        raise DataError(f"{what} {path}: file not found")
+    try:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, dtype={c: str for c in needed[:1]})  # ids stay text ("007")
+        else:
+            frame = pd.read_parquet(path)
+    except Exception as exc:  # a corrupt file is user input
+        raise DataError(f"{what} {path}: cannot read it: {exc}") from exc
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns[:12]))
+        raise DataError(f"{what} {path}: missing column(s) {', '.join(missing)}; found {found}")
+    return frame
+
+
+def progress_bar() -> Progress:
+    """A transient rich progress bar on stderr: step name, rows done, elapsed time."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    )

@@ -1,0 +1,249 @@
+"""Reasons a CSM can act on, from LightGBM's exact tree SHAP values.
+
+`ModelBundle.contributions` gives each feature's share of the account's probability minus the
+base rate. A CSM does not think in 90 features, so the features of one metric family (all
+login metrics, all active-user metrics) are added up into one driver, and each driver is worded
+from the description of its strongest feature with the account's actual value: "Active users
+down 45% (last 30 days vs the 30 before) (+12 pts risk)". Drivers go both ways (what raises
+and what lowers the score); the top few by size are kept and each says whether a CSM can act
+on it. Everything is array arithmetic over the whole batch; Python only builds the final strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.bundle import ModelBundle
+
+TOP = 5
+MIN_POINTS = 0.01  # drivers smaller than this (in percentage points) are not worth a line
+NUMBER_FIRST = {"count", "active_days", "distinct_users", "sum_value", "rate", "ratio"}
+CONTRACT_STYLES = {
+    "arr": "money",
+    "seats": "number_first",
+    "seat_utilisation": "percent",
+    "arr_change_90d": "change",
+    "days_to_renewal": "number_first",
+    "tenure_days": "number_first",
+}
+CHANGE = re.compile(r"change in (?P<subject>.+?)(?P<sep>, | over )(?P<tail>.+)")
+
+
+@dataclass
+class Drivers:
+    """The top drivers of one model for a batch of rows; arrays are (rows, TOP)."""
+
+    family: np.ndarray  # family name, "" where the row has fewer drivers
+    feature: np.ndarray  # the family's strongest feature in that row, whose value the text shows
+    value: np.ndarray  # that feature's value (float or category label)
+    points: np.ndarray  # percentage points of probability, signed
+    actionable: np.ndarray
+    text: np.ndarray  # worded driver, None where there is none
+    family_points: pd.DataFrame  # every family's points per row (for "what changed")
+
+
+def drivers(bundle: ModelBundle, X: pd.DataFrame, points: pd.DataFrame, unit: str, top: int = TOP) -> Drivers:
+    """Group feature points into families, keep the `top` largest per row and word them.
+
+    Args:
+        bundle: the model whose descriptions, families and actionable flags word the drivers.
+        X: the matrix the points were computed on (`bundle.matrix`), for the actual values.
+        points: `bundle.contributions(X)[0]`, probability per feature (rows add up to risk - base).
+        unit: what the points move, shown after them ("risk", "growth").
+    """
+    names, members = family_members(bundle)
+    P = points.to_numpy() * 100.0
+    fam_points = np.column_stack([P[:, idx].sum(axis=1) for idx in members])
+    strongest = np.column_stack([idx[np.abs(P[:, idx]).argmax(axis=1)] for idx in members])
+    k = min(top, len(names))
+    order = np.argsort(-np.abs(fam_points), axis=1, kind="stable")[:, :k]
+    rows = np.arange(len(P))[:, None]
+    pts = fam_points[rows, order]
+    feat_idx = strongest[rows, order]
+    keep = np.abs(pts) >= MIN_POINTS
+    feature = np.asarray(bundle.features, dtype=object)[feat_idx]
+    value = feature_values(X, feat_idx, np.broadcast_to(rows, feat_idx.shape))
+    actionable = np.array([bool(bundle.actionable.get(f, False)) for f in bundle.features])[feat_idx]
+    text = driver_texts(bundle, feature, value, pts, actionable, keep, unit)
+    family = np.where(keep, np.asarray(names, dtype=object)[order], "")
+    return Drivers(
+        family=family,
+        feature=np.where(keep, feature, ""),
+        value=value,
+        points=np.where(keep, pts, 0.0),
+        actionable=actionable & keep,
+        text=text,
+        family_points=pd.DataFrame(fam_points, columns=names, index=X.index),
+    )
+
+
+def family_members(bundle: ModelBundle) -> tuple[list[str], list[np.ndarray]]:
+    """Driver families in first-seen feature order, each with the column positions of its features."""
+    groups: dict[str, list[int]] = {}
+    for i, feature in enumerate(bundle.features):
+        groups.setdefault(bundle.families.get(feature, feature), []).append(i)
+    return list(groups), [np.asarray(idx) for idx in groups.values()]
+
+
+def feature_values(X: pd.DataFrame, feat_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The value of feature `feat_idx[i, j]` in row `rows[i, j]`, gathered one feature column at a time."""
+    out = np.empty(feat_idx.shape, dtype=object)
+    for j in np.unique(feat_idx):
+        mask = feat_idx == j
+        column = X.iloc[:, j]
+        categorical = isinstance(column.dtype, pd.CategoricalDtype)
+        values = column.astype(object).to_numpy() if categorical else column.to_numpy()
+        out[mask] = values[rows[mask]]
+    return out
+
+
+def driver_texts(
+    bundle: ModelBundle,
+    feature: np.ndarray,
+    value: np.ndarray,
+    pts: np.ndarray,
+    actionable: np.ndarray,
+    keep: np.ndarray,
+    unit: str,
+) -> np.ndarray:
+    """One sentence per kept driver: the worded value, then its signed points and actionability."""
+    out = np.full(feature.shape, None, dtype=object)
+    for name in np.unique(feature[keep]):
+        mask = keep & (feature == name)
+        style, description = style_of(bundle, name), bundle.descriptions.get(name, name)
+        window = window_days(bundle, name)
+        out[mask] = [
+            f"{worded(style, description, v, window)} ({signed_points(p)} pts {unit}{'' if a else ', not actionable'})"
+            for v, p, a in zip(value[mask], pts[mask], actionable[mask], strict=True)
+        ]
+    return out
+
+
+def style_of(bundle: ModelBundle, feature: str) -> str:
+    """How a feature's value reads in a sentence, from its metric declaration (or contract role)."""
+    if feature in bundle.categories:
+        return "category"
+    if feature in CONTRACT_STYLES:
+        return CONTRACT_STYLES[feature]
+    for metric in bundle.metrics.windows:
+        if metric.name == feature:
+            return "number_first" if metric.agg in NUMBER_FIRST else metric.agg
+    for derived in bundle.metrics.derived:
+        if derived.name == feature:
+            return "number_first" if derived.kind in NUMBER_FIRST else derived.kind
+    return "plain"
+
+
+def window_days(bundle: ModelBundle, feature: str) -> int | None:
+    """The look-back of a window metric (for "more than N days" when nothing happened in it)."""
+    return next((m.window_days for m in bundle.metrics.windows if m.name == feature), None)
+
+
+def worded(style: str, description: str, value, window: int | None = None) -> str:
+    """A feature's description with its value worked in, capitalised as a sentence."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    if style == "category":
+        text = f"{description}: {'unknown' if missing else value}"
+    elif style == "change":
+        text = worded_change(description, None if missing else float(value))
+    elif style == "percent":
+        head, _, rest = description.partition(" (")
+        text = f"{head} {'unknown' if missing else f'{value:.0%}'}" + (f" ({rest}" if rest else "")
+    elif style == "days_since_last":
+        text = f"{description}: more than {window} days" if missing else f"{number(value)} {description}"
+    elif style == "number_first":
+        text = f"{'no' if missing else number(value)} {description}"
+    elif style == "money":
+        text = f"{description} {'unknown' if missing else f'{value:,.0f}'}"
+    else:
+        text = f"{description}: {'unknown' if missing else number(value)}"
+    return text[:1].upper() + text[1:]
+
+
+def worded_change(description: str, value: float | None) -> str:
+    """'change in logins, last 30 days vs the 30 before' at -0.45 -> 'logins down 45% (last 30 days ...)'."""
+    match = CHANGE.fullmatch(description)
+    if not match:
+        return f"{description}: {'unknown' if value is None else f'{value:+.0%}'}"
+    subject, sep, tail = match["subject"], match["sep"], match["tail"]
+    if value is None:
+        move = "with nothing to compare against"
+    elif round(value * 100) == 0:
+        move = "unchanged"
+    else:
+        move = f"{'up' if value > 0 else 'down'} {abs(value):.0%}"
+    return f"{subject} {move} ({tail})" if sep == ", " else f"{subject} {move} over {tail}"
+
+
+def number(value: float) -> str:
+    """A count or rate as a person writes it: 3, 1,250, 0.45."""
+    value = float(value)
+    if value.is_integer() or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
+
+
+def signed_points(p: float) -> str:
+    """'+12' or '−4' (a true minus sign); more decimals for small moves, so they do not read as zero."""
+    size = abs(p)
+    text = f"{size:.0f}" if size >= 1 else f"{size:.1f}" if size >= 0.1 else f"{size:.2f}"
+    return ("+" if p >= 0 else "\u2212") + text
+
+
+def reasons_json(**models: Drivers) -> list[str]:
+    """Per row, each model's drivers as JSON: `{"churn": [...], "growth": [...], "churn_families": {...}, ...}`.
+
+    A driver is its family, feature, text, points, value and actionable flag. Every family's
+    points are kept too (rounded), so a later run can say which drivers moved.
+    """
+    columns = []
+    for name, d in models.items():
+        columns += [(name, driver_dicts(d)), (f"{name}_families", d.family_points.round(2).to_dict("records"))]
+    keys = [key for key, _ in columns]
+    return [
+        json.dumps(dict(zip(keys, values, strict=True)), separators=(",", ":"))
+        for values in zip(*(rows for _, rows in columns), strict=True)
+    ]
+
+
+def driver_dicts(d: Drivers) -> list[list[dict]]:
+    """Each row's kept drivers as plain dicts, in order of size."""
+    points = np.round(d.points, 2)
+    return [
+        [
+            {
+                "driver": d.family[i, j],
+                "feature": d.feature[i, j],
+                "text": d.text[i, j],
+                "points": float(points[i, j]),
+                "value": plain(d.value[i, j]),
+                "actionable": bool(d.actionable[i, j]),
+            }
+            for j in range(d.family.shape[1])
+            if d.text[i, j] is not None
+        ]
+        for i in range(d.family.shape[0])
+    ]
+
+
+def plain(value):
+    """A JSON-friendly value: numbers as float (NaN as null), categories as text."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value) if isinstance(value, int | float | np.number) else str(value)
+
+
+def family_labels(bundle: ModelBundle) -> dict[str, str]:
+    """A short name per driver family for "what changed": 'support tickets', 'active users', 'tenure_days'."""
+    labels: dict[str, str] = {}
+    for feature in bundle.features:
+        family, description = bundle.families.get(feature, feature), bundle.descriptions.get(feature, feature)
+        if feature == family or feature.endswith("__count_30d"):
+            labels[family] = description.removesuffix(" in the last 30 days")
+    return {family: labels.get(family, family.replace("_", " ")) for family in family_members(bundle)[0]}
