@@ -18,13 +18,14 @@ creation day-of-month of calendar month ``t``, so renewals fall on the anniversa
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from features.io import write_table
 
 EVENT_TYPES = (
     "login",
@@ -152,21 +153,8 @@ def write_demo_world(
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = dict(zip(("accounts", "subscriptions", "events"), simulate(n_accounts, seed, end), strict=True))
     for name, frame in tables.items():
-        write_atomically(frame, out_dir / f"{name}.{fmt}", fmt)
+        write_table(frame, out_dir / f"{name}.{fmt}")
     return {name: len(frame) for name, frame in tables.items()}
-
-
-def write_atomically(frame: pd.DataFrame, path: Path, fmt: str) -> None:
-    """Write ``frame`` to a temporary file next to ``path`` and rename it into place (all or nothing)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if fmt == "parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def simulate(

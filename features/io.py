@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -16,24 +18,50 @@ import pandas as pd
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
-    """Write CSV or Parquet (chosen by the extension) atomically; returns the path written."""
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed.
+
+    Permissions follow the umask (mkstemp alone would make shared outputs owner-only).
+    """
     path = Path(path)
-    if path.suffix not in (".csv", ".parquet"):
-        raise ValueError(f"output {path}: use a .csv or .parquet file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        if path.suffix == ".csv":
-            spreadsheet_safe(frame).to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
+    """Write CSV (spreadsheet-safe) or Parquet, chosen by the extension, atomically; returns the path."""
+    path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"output {path}: use a .csv or .parquet file name")
+    with atomic_path(path) as tmp:
+        if path.suffix == ".csv":
+            spreadsheet_safe(frame).to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
     return path
+
+
+def write_text(text: str, path: Path | str) -> Path:
+    """Write a text file (a report) atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def current_umask() -> int:
+    """The process umask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -11,38 +11,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import jinja2
 import numpy as np
 import pandas as pd
 
+from features.io import write_text
 from features.tables import DataError
+from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS
 from serving.tiers import TIERS
 
 TEMPLATES = Path(__file__).with_name("templates")
-REASONS = [f"reason_{i}" for i in range(1, 6)]
-REQUIRED = [
-    "account_id",
-    "as_of",
-    "churn_risk",
-    "growth_potential",
-    "arr",
-    "renewal_date",
-    "days_to_renewal",
-    "arr_at_risk",
-    "expected_expansion",
-    "tier",
-    "previous_tier",
-    "segment",
-    "escalate",
-    "insufficient_history",
-    *REASONS,
-    "reasons_json",
-]
+# The report reads the scoring output; it needs everything up to the reasons, not the extras after them.
+REQUIRED = [c for c in OUTPUT[: OUTPUT.index("reasons_json") + 1] if c not in ("lifecycle_stage", *GROWTH_REASONS)]
 NUMBERS = ["churn_risk", "growth_potential", "arr", "arr_at_risk", "expected_expansion", "days_to_renewal"]
 QUARTER_DAYS = 90
 SHOWN = 50  # rows per list; the scores file has the rest
@@ -67,7 +50,7 @@ def write_report(scores_path: Path | str, out: Path | str) -> Path:
     """
     scores = read_scores(Path(scores_path))
     html = render(scores, source=Path(scores_path).name)
-    return write_atomically(Path(out), html)
+    return write_text(html, out)
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -125,28 +108,6 @@ def render(scores: pd.DataFrame, source: str) -> str:
         "quarter_days": QUARTER_DAYS,
     }
     return env.get_template("report.html.j2").render(**context)
-
-
-def write_atomically(out: Path, text: str) -> Path:
-    """Write to a temporary file beside `out` and rename it into place: never a half-written page."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it owner-only; a report is meant to be shared
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
-
-
-def current_umask() -> int:
-    """The process umask (reading it means setting it, so it is put straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def first_value(scores: pd.DataFrame, col: str) -> str:

@@ -69,7 +69,7 @@ def main() -> None:
     try:
         app()
     except DataError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}")
+        console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True)  # one line, even when piped
         sys.exit(2)
 
 
