@@ -33,13 +33,14 @@ def run_demo(out: Path, n_accounts: int = 2000, seed: int = 0, console: Console 
     outputs = {"data": data, "scores": scores, "report": report, "store": scores_store()}
     console.rule("demo done")
     console.print(f"models: tierwise-churn v{result.versions['churn']}, tierwise-growth v{result.versions['growth']}")
-    console.print(f"MLflow store: {tracking_uri()}  (browse it: .venv/bin/tierwise ui)")
+    console.print(f"MLflow store: {tracking_uri()}  (browse it: .venv/bin/tierwise ui)", soft_wrap=True)
     console.print(f"scores as of {as_of}: {scores}")
     console.print(f"latest-scores store for the service: {outputs['store']}")
     console.print(f"CSM report: {report}")
     console.print(
         "serve it: TIERWISE_API_KEYS=demo-key .venv/bin/tierwise serve --port 3000\n"
         "query it: curl -s -X POST localhost:3000/lookup -H 'Authorization: Bearer demo-key' "
-        "-H 'Content-Type: application/json' -d '{\"account_ids\": [\"" + example_id + "\"]}'"
+        "-H 'Content-Type: application/json' -d '{\"account_ids\": [\"" + example_id + "\"]}'",
+        soft_wrap=True,  # commands to copy must not be broken over lines
     )
     return outputs
