@@ -150,10 +150,16 @@ def breakdown(scores: pd.DataFrame, by: str, order: list[str] | tuple[str, ...])
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as dicts with their reasons gathered into one list (blank reasons left out)."""
+    """Rows as dicts with their reasons gathered into one list (blank reasons left out).
+
+    `main_reason` is the strongest driver a CSM can act on: renewal timing or tenure may weigh
+    more, but a list that starts a renewal meeting should say what to work on.
+    """
     out = []
     for row in frame.to_dict("records"):
         row["reasons"] = [r for r in (row.get(c) for c in REASONS) if isinstance(r, str) and r.strip()]
+        actionable = [r for r in row["reasons"] if "not actionable" not in r]
+        row["main_reason"] = (actionable or row["reasons"] or [""])[0]
         out.append(row)
     return out
 

@@ -226,3 +226,20 @@ def test_non_numeric_risk_is_named(scores, tmp_path):
     bad.to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DataError, match="churn_risk is empty or not a number in 1 row"):
         write_report(tmp_path / "bad.csv", tmp_path / "r.html")
+
+
+def test_main_reason_is_the_strongest_actionable_driver():
+    from serving.report import records
+
+    frame = pd.DataFrame(
+        {
+            "reason_1": ["12 days until the term renews (+9 pts risk, not actionable)", "tenure (not actionable)"],
+            "reason_2": ["Active users down 45% (last 30 days vs the 30 before) (+6 pts risk)", None],
+            "reason_3": [None, None],
+            "reason_4": [None, None],
+            "reason_5": [None, None],
+        }
+    )
+    first, second = records(frame)
+    assert first["main_reason"].startswith("Active users down 45%")
+    assert second["main_reason"] == "tenure (not actionable)"  # nothing actionable: the strongest driver
