@@ -68,9 +68,24 @@ class ModelBundle:
             X[col] = pd.Categorical(values, categories=categories)  # unseen -> NaN
         return X[self.features]
 
+    def values(self, X: pd.DataFrame) -> np.ndarray:
+        """The float array LightGBM would build from `X`: category codes, missing and unseen as NaN.
+
+        Passing it directly skips LightGBM's per-call DataFrame conversion (~10 ms), which
+        dominates one-row scoring; the categories are already the training ones (`matrix`).
+        """
+        columns = []
+        for col in X.columns:
+            if col in self.categories:
+                codes = X[col].cat.codes.to_numpy(dtype=float)
+                columns.append(np.where(codes < 0, np.nan, codes))
+            else:
+                columns.append(X[col].to_numpy(dtype=float))
+        return np.column_stack(columns)
+
     def margin(self, X: pd.DataFrame) -> np.ndarray:
         """Raw LightGBM scores (log-odds) for a matrix from `matrix`."""
-        return self.booster.predict(X, raw_score=True)
+        return self.booster.predict(self.values(X), raw_score=True)
 
     def calibrate(self, margin: np.ndarray) -> np.ndarray:
         """Calibrated probability for raw margins."""
@@ -88,7 +103,7 @@ class ModelBundle:
         values on the margin; each feature keeps its share of the margin change from the
         expected margin, applied to the calibrated probability change.
         """
-        contrib = self.booster.predict(X, pred_contrib=True)
+        contrib = self.booster.predict(self.values(X), pred_contrib=True)
         shap_margin, bias = contrib[:, :-1], contrib[:, -1]
         margin = shap_margin.sum(axis=1) + bias
         base, prob = self.calibrate(bias), self.calibrate(margin)
