@@ -24,6 +24,7 @@ import pandas as pd
 
 from features.tables import DataError
 from serving import registry
+from serving.store import read_store
 from serving.tiers import REQUIRED as TIERING_COLUMNS
 from tierwise import settings
 
@@ -91,10 +92,7 @@ def read_book(path: Path) -> Book:
     stamp = file_stamp(path)
     if stamp is None:
         return Book.empty(path)
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a torn or foreign file
-        raise DataError(f"latest-scores store {path}: cannot read it ({exc})") from exc
+    frame = read_store(path).reset_index()
     missing = [c for c in ("account_id", "as_of", "churn_risk", *TIERING_COLUMNS) if c not in frame.columns]
     if missing:
         raise DataError(f"latest-scores store {path}: missing column(s) {', '.join(dict.fromkeys(missing))}")

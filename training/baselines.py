@@ -32,7 +32,6 @@ HEALTH_WEIGHTS = {
     "nps_mean_180d": 1.0,  # NPS
     "activity__days_since_last": -1.5,  # days since last activity
 }
-BASELINES = ("health", "logreg")
 
 
 class HealthScore:

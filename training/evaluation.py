@@ -12,14 +12,6 @@ import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "arr_recall_top_k")
-HIGHER_IS_BETTER = {
-    "roc_auc": True,
-    "pr_auc": True,
-    "brier": False,
-    "ece": False,
-    "lift_top_decile": True,
-    "arr_recall_top_k": True,
-}
 ECE_BINS = 10
 CAPACITY_SHARE = 0.10  # default K: 10% of the accounts in force on each as-of date
 
