@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.errors import DataError
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -62,6 +64,35 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_user_table(path: Path | str, what: str, needed: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV or Parquet file a user handed in, or a DataError naming the file and what is wrong.
+
+    Args:
+        path: the file; its extension picks the reader.
+        what: how the message names the file ("previous scores", "--table", ...).
+        needed: columns that must be there; the first is an id and is read from CSV as text ("007").
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise DataError(f"{what} {path}: use a .csv or .parquet file")
+    if not path.is_file():
+        raise DataError(f"{what} {path}: file not found (it does not exist)")
+    try:
+        if path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path, dtype={c: str for c in needed[:1]}, low_memory=False)
+        else:
+            frame = pd.read_parquet(path)
+    except Exception as exc:  # a corrupt file is user input too
+        raise DataError(f"{what} {path}: cannot read it: {exc}") from exc
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns[:12]))
+        raise DataError(f"{what} {path}: missing column(s) {', '.join(missing)}; found {found}")
+    if frame.empty:
+        raise DataError(f"{what} {path}: the table has no rows")
+    return frame
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

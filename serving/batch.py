@@ -15,7 +15,7 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from features.build import build_features
-from features.io import FORMULA_STARTS, write_table
+from features.io import FORMULA_STARTS, read_user_table, write_table
 from features.tables import DataError, load_tables
 from serving import reasons as rs
 from serving.registry import CHURN_TABLE, load_bundle, load_models
@@ -86,7 +86,7 @@ def score_table(table_path: Path, out: Path, id_col: str = "account_id", version
         DataError: the table cannot be read, lacks the id column or a model feature, or no table
             model is registered.
     """
-    table = read_frame(table_path, "table", id_col)
+    table = read_user_table(table_path, "table", (id_col,))
     with progress_bar() as progress:
         step = progress.add_task("loading model", total=None)
         bundle, version = load_bundle(CHURN_TABLE, version)
@@ -117,32 +117,11 @@ def read_previous(path: Path) -> pd.DataFrame:
     Raises:
         DataError: the file is missing or unreadable, or lacks `account_id`, `tier` or `churn_risk`.
     """
-    previous = read_frame(path, "previous scores", "account_id", "tier", "churn_risk")
+    previous = read_user_table(path, "previous scores", ("account_id", "tier", "churn_risk"))
     ids = previous["account_id"].astype(str)
     defused = ids.str.startswith("'") & ids.str[1:].str.startswith(FORMULA_STARTS)
     previous["account_id"] = ids.where(~defused, ids.str[1:])
     return previous
-
-
-def read_frame(path: Path, what: str, *needed: str) -> pd.DataFrame:
-    """A CSV or Parquet file that must hold the `needed` columns (ids read as text)."""
-    path = Path(path)
-    if path.suffix not in (".csv", ".parquet"):
-        raise DataError(f"{what} {path}: use a .csv or .parquet file")
-    if not path.exists():
-        raise DataError(f"{what} {path}: file not found")
-    try:
-        if path.suffix == ".csv":
-            frame = pd.read_csv(path, dtype={c: str for c in needed[:1]})  # ids stay text ("007")
-        else:
-            frame = pd.read_parquet(path)
-    except Exception as exc:  # a corrupt file is user input
-        raise DataError(f"{what} {path}: cannot read it: {exc}") from exc
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        found = ", ".join(map(str, frame.columns[:12]))
-        raise DataError(f"{what} {path}: missing column(s) {', '.join(missing)}; found {found}")
-    return frame
 
 
 def progress_bar() -> Progress:

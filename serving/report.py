@@ -18,7 +18,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from features.io import write_text
+from features.io import read_user_table, write_text
 from features.tables import DataError
 from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS
 from serving.tiers import TIERS
@@ -55,22 +55,7 @@ def write_report(scores_path: Path | str, out: Path | str) -> Path:
 
 def read_scores(path: Path) -> pd.DataFrame:
     """The scores table with the columns the report reads, typed."""
-    if not path.is_file():
-        raise DataError(f"scores file {path} does not exist")
-    if path.suffix not in (".csv", ".parquet"):
-        raise DataError(f"scores file {path}: use a .csv or .parquet file")
-    try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, dtype={"account_id": str, "previous_tier": str})
-    except Exception as exc:  # a corrupt file is user input too
-        raise DataError(f"scores file {path}: cannot read it: {exc}") from exc
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise DataError(f"scores file {path}: missing column(s) {', '.join(missing)}")
-    if frame.empty:
-        raise DataError(f"scores file {path}: no accounts in it")
+    frame = read_user_table(path, "scores file", tuple(REQUIRED))
     for col in NUMBERS:
         values = pd.to_numeric(frame[col], errors="coerce")
         if values.isna().any():

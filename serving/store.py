@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.io import write_table
+from features.io import read_user_table, write_table
 from features.tables import DataError
 from tierwise import settings
 
@@ -29,10 +29,5 @@ def read_store(path: Path | None = None) -> pd.DataFrame:
     path = path or settings.scores_store()
     if not path.exists():
         raise DataError(f"no scores at {path}: run `tierwise score` first")
-    try:
-        scores = pd.read_parquet(path)
-    except Exception as exc:  # a foreign or damaged file is a user problem, not a crash
-        raise DataError(f"scores store {path}: cannot read it: {exc}") from exc
-    if "account_id" not in scores.columns:
-        raise DataError(f"scores store {path}: no account_id column; it was not written by `tierwise score`")
+    scores = read_user_table(path, "scores store", ("account_id",))
     return scores.set_index("account_id")

@@ -131,3 +131,23 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert "created_at" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
     assert not out.exists()
+
+
+def test_user_table_reader_names_the_file_and_the_problem(tmp_path):
+    from features.io import read_user_table
+
+    good = tmp_path / "prev.csv"
+    pd.DataFrame({"account_id": ["007", "8"], "tier": ["high_touch", "tech_touch"]}).to_csv(good, index=False)
+    assert read_user_table(good, "previous scores", ("account_id",))["account_id"].tolist() == ["007", "8"]
+    empty = tmp_path / "empty.csv"
+    pd.DataFrame({"account_id": []}).to_csv(empty, index=False)
+    cases = [
+        (tmp_path / "prev.xlsx", "use a .csv or .parquet file"),
+        (tmp_path / "none.csv", "file not found"),
+        (empty, "the table has no rows"),
+    ]
+    for path, expected in cases:
+        with pytest.raises(DataError, match=f"previous scores .*{expected}"):
+            read_user_table(path, "previous scores", ("account_id",))
+    with pytest.raises(DataError, match="missing column.*churn_risk; found account_id, tier"):
+        read_user_table(good, "previous scores", ("account_id", "churn_risk"))

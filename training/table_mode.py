@@ -21,6 +21,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
 
 from features.bundle import ModelBundle
+from features.io import read_user_table
 from features.metrics import MetricSet
 from features.tables import DataError
 from training import calibration, model
@@ -34,22 +35,6 @@ NO = {"0", "0.0", "no", "n", "false", "f", "retained", "active"}
 N_SPLITS = 5
 MAX_CATEGORY_SHARE = 0.5  # text columns with more distinct values than this share of rows are identifiers, not features
 TABLE_AS_OF = pd.Timestamp("1970-01-01")  # table rows carry no date; one group for top-K metrics
-
-
-def read_flat_table(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file, or a user error naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"--table: {path} does not exist")
-    if path.suffix.lower() not in (".csv", ".parquet"):
-        raise DataError(f"--table: {path.name} is neither .csv nor .parquet")
-    try:
-        frame = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, low_memory=False)
-    except Exception as exc:
-        raise DataError(f"--table: cannot read {path.name}: {exc}") from exc
-    if frame.empty:
-        raise DataError(f"--table: {path.name} has no rows")
-    return frame
 
 
 def churn_labels(values: pd.Series, column: str) -> np.ndarray:
@@ -138,7 +123,7 @@ def train_table(
         DataError: unreadable table, missing columns, unreadable or one-class target.
     """
     console = console or Console(stderr=True)
-    raw = table if isinstance(table, pd.DataFrame) else read_flat_table(table)
+    raw = table if isinstance(table, pd.DataFrame) else read_user_table(table, "--table")
     missing = [c for c in (target, id_col) if c not in raw.columns]
     if missing:
         raise DataError(f"--table: no column {', '.join(map(repr, missing))}; found {', '.join(map(str, raw.columns))}")
