@@ -130,8 +130,8 @@ def http_latencies(url: str, route: str, bodies: list[dict], concurrency: int) -
 
 
 def in_process(requests: int, data: dict) -> dict:
-    """The same calls without HTTP: the service's lookup handler, and `feature_frame` + `score_answers`."""
-    from serving.online import ModelInputs, feature_frame, score_answers
+    """The same calls without HTTP: the service's lookup handler, and `checked_rows` + `score_answers`."""
+    from serving.online import ModelInputs, checked_rows, score_answers
     from serving.service import TierwiseService
 
     svc = TierwiseService.inner()
@@ -143,8 +143,8 @@ def in_process(requests: int, data: dict) -> dict:
 
     def score(i: int, n: int = 1) -> None:
         models, book = svc.live.models, svc.live.book
-        frame = feature_frame([rows[(i + j) % len(rows)] for j in range(n)], ModelInputs.of(models))
-        json.dumps(score_answers([frame], models, svc.policy, book))
+        checked = checked_rows([rows[(i + j) % len(rows)] for j in range(n)], ModelInputs.of(models))
+        json.dumps(score_answers([checked], models, svc.policy, book))
 
     out = {}
     for name, fn in (("lookup", lookup), ("score", score)):
@@ -296,7 +296,7 @@ def section(r: dict, args) -> str:
             f"`tierwise serve` on 127.0.0.1 (1 BentoML worker), {args.accounts}-account demo book, real champions "
             f"trained in the run; client in the same machine ({cpu}; load average at the end {load_avg}). "
             "Latency is measured by the client (HTTP round trip, JSON both ways); the in-process figure is the same "
-            "call without HTTP: the service's lookup handler, and `feature_frame` + `score_answers` "
+            "call without HTTP: the service's lookup handler, and `checked_rows` + `score_answers` "
             "(`score_frame` + tier proposal) for scoring.",
             "",
             "```sh",

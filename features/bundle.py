@@ -9,6 +9,7 @@ same calibrated probabilities the batch job and the service give.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +47,12 @@ class ModelBundle:
     actionable: dict[str, bool]
     info: dict = field(default_factory=dict)  # trained_at, data window, backtest metrics, ...
 
-    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The model's columns in the model's order, with training categories restored.
+    def array(self, frame: pd.DataFrame) -> np.ndarray:
+        """The float array the booster reads: model columns in model order, categories as training codes.
+
+        A missing or unseen category is NaN, as LightGBM reads it. Building the array directly
+        (not a categorical DataFrame) keeps one-row scoring cheap: pandas' per-call overhead,
+        not the trees, is what costs there.
 
         Raises:
             DataError: the frame lacks model features (parity check); extra columns are ignored.
@@ -59,33 +64,42 @@ class ModelBundle:
                 f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
             )
         numeric = [c for c in self.features if c not in self.categories]
-        block = frame[numeric]
+        block = frame.reindex(columns=numeric)
         if not all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):  # text numbers, blanks
             block = block.apply(pd.to_numeric, errors="coerce")
-        X = pd.DataFrame(block.to_numpy(dtype=float, na_value=np.nan), columns=numeric, index=frame.index)
-        for col, categories in self.categories.items():
-            values = frame[col].astype("string").astype(object).where(frame[col].notna(), None)
-            X[col] = pd.Categorical(values, categories=categories)  # unseen -> NaN
-        return X[self.features]
-
-    def values(self, X: pd.DataFrame) -> np.ndarray:
-        """The float array LightGBM would build from `X`: category codes, missing and unseen as NaN.
-
-        Passing it directly skips LightGBM's per-call DataFrame conversion (~10 ms), which
-        dominates one-row scoring; the categories are already the training ones (`matrix`).
-        """
-        out = np.empty(X.shape, dtype=float)
-        numeric = [i for i, col in enumerate(X.columns) if col not in self.categories]
-        out[:, numeric] = X.iloc[:, numeric].to_numpy(dtype=float)  # one block, not a column at a time
-        for i, col in enumerate(X.columns):
-            if col in self.categories:
-                codes = X[col].cat.codes.to_numpy(dtype=float)
-                out[:, i] = np.where(codes < 0, np.nan, codes)
+        out = np.empty((len(frame), len(self.features)))
+        out[:, self.numeric_positions] = block.to_numpy(dtype=float, na_value=np.nan)
+        for col, codes in self.category_codes.items():
+            out[:, self.features.index(col)] = [
+                np.nan if pd.isna(v) else codes.get(str(v), np.nan) for v in frame[col].tolist()
+            ]
         return out
 
-    def margin(self, X: pd.DataFrame) -> np.ndarray:
-        """Raw LightGBM scores (log-odds) for a matrix from `matrix`."""
-        return self.booster.predict(self.values(X), raw_score=True)
+    @functools.cached_property
+    def numeric_positions(self) -> list[int]:
+        """Positions of the numeric columns among the model's features."""
+        return [i for i, col in enumerate(self.features) if col not in self.categories]
+
+    @functools.cached_property
+    def category_codes(self) -> dict[str, dict[str, int]]:
+        """Per categorical column, each training category's code (its position in training order)."""
+        return {col: {c: i for i, c in enumerate(cats)} for col, cats in self.categories.items()}
+
+    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`array` as a DataFrame with the training categories restored, for training and inspection."""
+        X = pd.DataFrame(self.array(frame), columns=self.features, index=frame.index)
+        for col, categories in self.categories.items():
+            X[col] = pd.Categorical.from_codes(X[col].fillna(-1).astype(int), categories=categories)
+        return X
+
+    def category(self, column: int, codes: np.ndarray) -> np.ndarray:
+        """The training category labels of codes in one categorical column (None for NaN)."""
+        labels = np.asarray(self.categories[self.features[column]] + [None], dtype=object)
+        return labels[np.where(np.isnan(codes), -1, codes).astype(int)]
+
+    def margin(self, A: np.ndarray) -> np.ndarray:
+        """Raw LightGBM scores (log-odds) for an array from `array`."""
+        return self.booster.predict(A, raw_score=True)
 
     def calibrate(self, margin: np.ndarray) -> np.ndarray:
         """Calibrated probability for raw margins."""
@@ -93,25 +107,24 @@ class ModelBundle:
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities for feature rows."""
-        return self.calibrate(self.margin(self.matrix(frame)))
+        return self.calibrate(self.margin(self.array(frame)))
 
-    def contributions(self, X: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    def contributions(self, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact tree SHAP values converted to probability points.
 
-        Returns (points per feature, base probability per row, probability per row), where the
-        points of a row add up to probability - base. LightGBM's `pred_contrib` gives exact SHAP
-        values on the margin; each feature keeps its share of the margin change from the
-        expected margin, applied to the calibrated probability change.
+        Returns (points per row and feature, base probability per row, probability per row),
+        where the points of a row add up to probability - base. LightGBM's `pred_contrib` gives
+        exact SHAP values on the margin; each feature keeps its share of the margin change from
+        the expected margin, applied to the calibrated probability change.
         """
-        contrib = self.booster.predict(self.values(X), pred_contrib=True)
+        contrib = self.booster.predict(A, pred_contrib=True)
         shap_margin, bias = contrib[:, :-1], contrib[:, -1]
         margin = shap_margin.sum(axis=1) + bias
         base, prob = self.calibrate(bias), self.calibrate(margin)
         delta = margin - bias
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(np.abs(delta) > 1e-12, (prob - base) / delta, 0.0)
-        points = pd.DataFrame(shap_margin * scale[:, None], columns=self.features, index=X.index)
-        return points, base, prob
+        return shap_margin * scale[:, None], base, prob
 
     def save(self, folder: Path) -> Path:
         """Write `booster.txt` and `bundle.json` into a folder."""

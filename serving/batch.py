@@ -19,7 +19,7 @@ from features.io import FORMULA_STARTS, read_user_table, write_table
 from features.tables import DataError, load_tables
 from serving import reasons as rs
 from serving.registry import CHURN_TABLE, load_bundle, load_models
-from serving.scoring import REASONS, model_matrix, score_frame
+from serving.scoring import REASONS, model_array, score_frame
 from serving.store import write_store
 from serving.tiers import load_policy
 
@@ -91,9 +91,9 @@ def score_table(table_path: Path, out: Path, id_col: str = "account_id", version
         step = progress.add_task("loading model", total=None)
         bundle, version = load_bundle(CHURN_TABLE, version)
         progress.update(step, description="scoring")
-        X = model_matrix(bundle, version, table)
-        points, _, probability = bundle.contributions(X)
-        drivers = rs.drivers(bundle, X, points, "risk")
+        A = model_array(bundle, version, table)
+        points, _, probability = bundle.contributions(A)
+        drivers = rs.drivers(bundle, A, points, "risk")
         scored = pd.DataFrame({id_col: table[id_col].to_numpy(), "churn_risk": probability})
         scored[REASONS[: drivers.text.shape[1]]] = drivers.text
         scored["reasons_json"] = rs.reasons_json(churn=drivers)

@@ -16,21 +16,23 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.tables import DataError
 from serving import registry
 from serving.store import read_store
 from serving.tiers import REQUIRED as TIERING_COLUMNS
+from serving.tiers import Standing, check_scored
 from tierwise import settings
 
 logger = logging.getLogger("tierwise.service")
 
-DATE_COLUMNS = ("as_of", "renewal_date")
 REASON_TEXT = re.compile(r"^(growth_)?reason_\d+$")  # the same drivers as `reasons`, flattened for spreadsheets
 STORED = ("tier", "reasons_json")  # besides the tiering columns: what a proposal and `changes` compare with
 
@@ -46,7 +48,9 @@ class Book:
 
     Attributes:
         answers: account id -> its lookup answer (JSON-ready; `stale` is added per request).
-        rows: the stored columns a posted row is tiered against and compared with (`serving.online`).
+        rows: the stored columns a posted row is compared with (`changes`, in `serving.online`).
+        standing: the stored accounts as tiering reads them, so a posted row's tier is proposed
+            by re-ranking arrays (`serving.online.with_proposals`).
         as_of: the as-of date of the batch (the latest when the store mixes dates).
         model_versions: the model versions the batch was scored with.
         stamp: (modification time, size) of the file when read, to notice a new batch.
@@ -55,6 +59,7 @@ class Book:
     path: Path
     answers: dict[str, dict]
     rows: pd.DataFrame
+    standing: Standing
     as_of: str | None
     model_versions: dict[str, str | None]
     stamp: tuple[int, int] | None
@@ -63,10 +68,12 @@ class Book:
     @classmethod
     def empty(cls, path: Path) -> Book:
         """No scores yet (`tierwise score` has not run): lookups answer 503 until a batch appears."""
+        rows = pd.DataFrame(columns=list(TIERING_COLUMNS))
         return cls(
             path,
             {},
-            pd.DataFrame(columns=list(TIERING_COLUMNS)),
+            rows,
+            held_standing(rows),
             None,
             {"churn": None, "growth": None},
             None,
@@ -93,10 +100,14 @@ def read_book(path: Path) -> Book:
     if stamp is None:
         return Book.empty(path)
     frame = read_store(path).reset_index()
-    missing = [c for c in ("account_id", "as_of", "churn_risk", *TIERING_COLUMNS) if c not in frame.columns]
-    if missing:
-        raise DataError(f"latest-scores store {path}: missing column(s) {', '.join(dict.fromkeys(missing))}")
+    if "as_of" not in frame.columns:
+        raise DataError(f"latest-scores store {path}: missing column(s) as_of")
+    try:
+        check_scored(frame)
+    except DataError as exc:
+        raise DataError(f"latest-scores store {path}: {exc}") from exc
     frame["account_id"] = frame["account_id"].astype(str)
+    rows = frame[list(TIERING_COLUMNS) + [c for c in STORED if c in frame]].reset_index(drop=True)
     versions = {
         "churn": last_value(frame, "churn_model_version"),
         "growth": last_value(frame, "growth_model_version"),
@@ -104,12 +115,19 @@ def read_book(path: Path) -> Book:
     return Book(
         path=path,
         answers=lookup_answers(frame),
-        rows=frame[list(TIERING_COLUMNS) + [c for c in STORED if c in frame]].reset_index(drop=True),
+        rows=rows,
+        standing=held_standing(rows),
         as_of=str(pd.to_datetime(frame["as_of"]).max().date()) if len(frame) else None,
         model_versions=versions,
         stamp=stamp,
         loaded_at=now_iso(),
     )
+
+
+def held_standing(rows: pd.DataFrame) -> Standing:
+    """The stored accounts as tiering reads them, each holding its stored tier."""
+    tier = rows["tier"] if "tier" in rows else pd.Series(None, index=rows.index, dtype=object)
+    return Standing.of(rows, tier.astype(object).where(tier.notna(), None).to_numpy(dtype=object))
 
 
 def last_value(frame: pd.DataFrame, column: str) -> str | None:
@@ -119,25 +137,35 @@ def last_value(frame: pd.DataFrame, column: str) -> str | None:
     return str(frame[column].iloc[-1])
 
 
-def lookup_answers(frame: pd.DataFrame) -> dict[str, dict]:
+def lookup_answers(scored: Mapping[str, Sequence]) -> dict[str, dict]:
     """One JSON-ready answer per account: every stored column, dates as YYYY-MM-DD, reasons as lists.
 
-    `reasons` holds the churn and growth drivers (text, points, value, actionable) from
-    `reasons_json`; the per-family points kept there for "what changed" are left out.
+    `scored` is a frame or arrays by column name. `reasons` holds the churn and growth drivers
+    (text, points, value, actionable) from `reasons_json`; the per-family points kept there for
+    "what changed" are left out.
 
-    Built once per batch so a lookup is a dict access plus JSON encoding.
+    Built once per batch so a lookup is a dict access plus JSON encoding; built column by
+    column from arrays, so answering a posted row costs well under a millisecond too.
     """
-    out = frame.copy()
-    for col in DATE_COLUMNS:
-        if col in out:
-            out[col] = pd.to_datetime(out[col]).dt.strftime("%Y-%m-%d")
-    reasons = out["reasons_json"] if "reasons_json" in out else pd.Series("[]", index=out.index)
-    out = out.drop(columns=[c for c in out.columns if c == "reasons_json" or REASON_TEXT.match(c)])
-    records = json.loads(out.to_json(orient="records", double_precision=15))
-    for record, text in zip(records, reasons, strict=True):
+    columns = [c for c in scored if c != "reasons_json" and not REASON_TEXT.match(c)]
+    values = [json_values(scored[c]) for c in columns]
+    reasons = list(scored["reasons_json"]) if "reasons_json" in scored else [None] * len(values[0])
+    answers = {}
+    for row, text in zip(zip(*values, strict=True), reasons, strict=True):
+        record = dict(zip(columns, row, strict=True))
         parsed = json.loads(text) if isinstance(text, str) and text else {}
         record["reasons"] = {"churn": parsed.get("churn", []), "growth": parsed.get("growth", [])}
-    return {r["account_id"]: r for r in records}
+        answers[record["account_id"]] = record
+    return answers
+
+
+def json_values(column: Sequence) -> list:
+    """A column as plain Python values JSON can carry: dates as YYYY-MM-DD, anything missing as None."""
+    values = np.asarray(column)
+    if values.dtype.kind == "M":
+        return [None if v == "NaT" else v for v in np.datetime_as_string(values, unit="D").tolist()]
+    missing = pd.isna(values)
+    return [None if gone else v for v, gone in zip(values.tolist(), missing.tolist(), strict=True)]
 
 
 def stale_before(max_age_days: int, today: date | None = None) -> str:

@@ -1,13 +1,14 @@
 """On-demand scoring of posted feature rows: validation, the one scoring path, tier proposals.
 
-The service turns posted rows into the feature frame `serving.scoring.score_frame` takes (the
-function the batch job uses, so a posted row scores exactly as the batch would score it), after
+The service turns posted rows into the feature frame `serving.scoring.score_rows` takes (the
+scoring the batch job uses, so a posted row scores exactly as the batch would score it), after
 checking each row against the features the models in service were trained on, so a bad value
 is answered 400 naming `rows[i].feature` rather than scored as missing.
 
 A single posted row cannot be ranked by capacity on its own, so its tier is a proposal: the row
 is put into the current book (the latest-scores store, replacing that account's stored row) and
-the book is tiered again with the same policy, hysteresis against the stored tiers included.
+the book is tiered again with the same policy, hysteresis against the stored tiers included
+(on the arrays `serving.tiers.Standing` keeps per score batch, so it costs microseconds).
 The answer says which book (as-of date, size) the proposal was made against.
 """
 
@@ -17,16 +18,15 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pandas as pd
 
 from features.tables import DataError
 from serving.live import Book, lookup_answers
 from serving.registry import Models
-from serving.scoring import score_frame
-from serving.tiers import REQUIRED as TIERING_COLUMNS
-from serving.tiers import TierPolicy, assign_tiers
+from serving.scoring import OUTPUT, score_columns
+from serving.tiers import Standing, TierPolicy, labels, place
 
-PROPOSED = ("tier", "previous_tier", "segment", "escalate")
 OPTIONAL = ("as_of", "insufficient_history", "renewal_date")
 
 
@@ -51,8 +51,8 @@ class ModelInputs:
         return cls(tuple(names), frozenset(models.churn.categories) | frozenset(models.growth.categories))
 
 
-def feature_frame(rows: list[dict], inputs: ModelInputs, today: date | None = None) -> pd.DataFrame:
-    """The feature frame for posted rows, after checking every model feature is present and typed.
+def checked_rows(rows: list[dict], inputs: ModelInputs, today: date | None = None) -> list[dict]:
+    """Posted rows as the models read them, after checking every model feature is present and typed.
 
     Numbers may be null (a missing value, as in the batch features); categories are text or
     null, and unseen categories score as missing, as in the batch. `as_of` defaults to today.
@@ -72,22 +72,35 @@ def feature_frame(rows: list[dict], inputs: ModelInputs, today: date | None = No
         if missing:
             shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
             raise RowError(f"rows[{i}].{missing[0]}", f"missing model feature(s) {shown} (send null when unknown)")
-        out = {"account_id": account, "as_of": row.get("as_of") or (today or datetime.now(UTC).date())}
-        for key in ("insufficient_history", "renewal_date"):
-            if row.get(key) is not None:
-                out[key] = row[key]
+        out = {key: row.get(key) for key in OPTIONAL}
+        out["account_id"] = account
+        out["as_of"] = out["as_of"] or today or datetime.now(UTC).date()
         for name in inputs.features:
             out[name] = checked_value(row[name], name in inputs.categorical, f"rows[{i}].{name}")
         clean.append(out)
-    frame = pd.DataFrame(clean)
-    frame["as_of"] = pd.to_datetime(frame["as_of"])
-    return frame
+    return clean
+
+
+def feature_frame(rows: list[dict], inputs: ModelInputs) -> pd.DataFrame:
+    """The feature frame `score_rows` takes, from rows `checked_rows` passed.
+
+    The numbers go into one float block, so building the frame costs about the same for one
+    row or a batch of them.
+    """
+    numeric = [f for f in inputs.features if f not in inputs.categorical]
+    meta = {key: [row[key] for row in rows] for key in ("account_id", "as_of", *inputs.categorical)}
+    meta["as_of"] = pd.to_datetime(meta["as_of"])
+    for key in ("insufficient_history", "renewal_date"):  # given per row; derived where null
+        if any(row[key] is not None for row in rows):
+            meta[key] = pd.Series([row[key] for row in rows], dtype=object)
+    block = np.array([[row[name] for name in numeric] for row in rows], dtype=float).reshape(len(rows), len(numeric))
+    return pd.concat([pd.DataFrame(meta), pd.DataFrame(block, columns=numeric)], axis=1)
 
 
 def checked_value(value, categorical: bool, field: str):
     """A posted feature value as the model reads it, or a RowError naming the field."""
     if value is None:
-        return None
+        return None if categorical else math.nan  # a float column either way, so no per-call type conversion
     if categorical:
         if isinstance(value, str | int) and not isinstance(value, bool):
             return str(value)
@@ -99,48 +112,55 @@ def checked_value(value, categorical: bool, field: str):
     raise RowError(field, f"expected a number or null, got {value!r}")
 
 
-def score_answers(frames: list[pd.DataFrame], models: Models, policy: TierPolicy, book: Book) -> list[list[dict]]:
-    """Scores with reasons and tier proposals for several requests' rows, with one model call when possible.
+def score_answers(requests: list[list[dict]], models: Models, policy: TierPolicy, book: Book) -> list[list[dict]]:
+    """Scores with reasons and tier proposals for several requests' checked rows, in one pass when possible.
 
-    The rows of all requests go through `score_frame` together (the adaptive batch); if that
-    fails (two requests posting the same account), each request is scored on its own so one
-    caller's rows never fail another's.
+    The rows of all requests are scored together (the adaptive batch: one frame, one model
+    call, one answer build); each request's tiers are still proposed on their own. If the
+    batch fails (two requests posting the same account), each request is scored on its own
+    so one caller's rows never fail another's.
     """
-    sizes = [len(f) for f in frames]
-    combined = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    rows = [row for request in requests for row in request]
+    frame = feature_frame(rows, ModelInputs.of(models))
+    stored = book_rows(book, frame["account_id"])
     try:
-        scored = score_frame(combined, models, policy, previous=stored_rows(book, combined["account_id"]))
+        scored = score_columns(frame, models, None if book.rows.empty else book.rows.iloc[stored[stored >= 0]])
     except DataError:
-        if len(frames) == 1:
+        if len(requests) == 1:
             raise
-        return [score_answers([f], models, policy, book)[0] for f in frames]
-    out, start = [], 0
-    for size in sizes:
-        part = scored.iloc[start : start + size]
-        start += size
-        out.append(list(lookup_answers(with_proposals(part, policy, book)).values()))
-    return out
+        return [score_answers([request], models, policy, book)[0] for request in requests]
+    answers = list(lookup_answers(with_proposals(scored, stored, [len(r) for r in requests], policy, book)).values())
+    bounds = np.cumsum([0] + [len(r) for r in requests])
+    return [answers[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def stored_rows(book: Book, account_ids: pd.Series) -> pd.DataFrame | None:
-    """The book's stored rows of the posted accounts (their last tier, risk and reasons), or None."""
-    if book.rows.empty:
-        return None
-    return book.rows[book.rows["account_id"].isin(account_ids)]
+def book_rows(book: Book, account_ids: pd.Series) -> np.ndarray:
+    """Each posted account's row in the book (-1 for an account the book does not hold)."""
+    position = book.standing.position
+    return np.fromiter((position.get(a, -1) for a in account_ids), dtype=np.int64, count=len(account_ids))
 
 
-def with_proposals(scored: pd.DataFrame, policy: TierPolicy, book: Book) -> pd.DataFrame:
-    """Scored rows with tier, previous tier, segment and escalation as if re-tiered within the current book.
+def with_proposals(
+    scored: dict[str, np.ndarray], stored: np.ndarray, sizes: list[int], policy: TierPolicy, book: Book
+) -> dict[str, np.ndarray]:
+    """Scored rows (`OUTPUT` columns) with tier, previous tier, segment and escalation proposed in the current book.
 
-    Without a book (no score batch yet) the rows keep the tiers `score_frame` gave them among themselves.
+    Each request's rows (`sizes`, in order) replace their accounts' stored rows (`stored`, from
+    `book_rows`) and the whole book is ranked again, the stored tiers counting as previous
+    ones (hysteresis); requests batched together do not compete with each other. Without a
+    book (no score batch yet) a request's rows are tiered among themselves.
     """
-    if book.rows.empty:
-        return scored
-    others = book.rows[~book.rows["account_id"].isin(scored["account_id"])]
-    pool = pd.concat([others[list(TIERING_COLUMNS)], scored[list(TIERING_COLUMNS)]], ignore_index=True)
-    previous = book.rows[["account_id", "tier"]] if "tier" in book.rows else None
-    tiered = assign_tiers(pool, policy, previous).iloc[len(others) :]
-    out = scored.copy()
-    for col in PROPOSED:
-        out[col] = tiered[col].to_numpy()
-    return out
+    held, known = book.standing, stored >= 0
+    previous = np.full(len(stored), None, dtype=object)
+    previous[known] = held.tier[stored[known]]
+    posted = Standing.of(scored, previous)
+    tiers, start = [], 0
+    for size in sizes:
+        part = slice(start, start + size)
+        start += size
+        others = np.ones(len(held.ids), dtype=bool)
+        others[stored[part][stored[part] >= 0]] = False
+        pool = held.subset(others).joined(posted.subset(part))
+        tiers.append(place(pool, policy)[int(others.sum()) :])
+    proposed = {**scored, **labels(scored, np.concatenate(tiers), previous, policy)}
+    return {name: proposed[name] for name in OUTPUT}

@@ -48,17 +48,17 @@ class Drivers:
     family_points: pd.DataFrame  # every family's points per row (for "what changed")
 
 
-def drivers(bundle: ModelBundle, X: pd.DataFrame, points: pd.DataFrame, unit: str, top: int = TOP) -> Drivers:
+def drivers(bundle: ModelBundle, A: np.ndarray, points: np.ndarray, unit: str, top: int = TOP) -> Drivers:
     """Group feature points into families, keep the `top` largest per row and word them.
 
     Args:
         bundle: the model whose descriptions, families and actionable flags word the drivers.
-        X: the matrix the points were computed on (`bundle.matrix`), for the actual values.
-        points: `bundle.contributions(X)[0]`, probability per feature (rows add up to risk - base).
+        A: the array the points were computed on (`bundle.array`), for the actual values.
+        points: `bundle.contributions(A)[0]`, probability per feature (rows add up to risk - base).
         unit: what the points move, shown after them ("risk", "growth").
     """
     names, members = family_members(bundle)
-    P = points.to_numpy() * 100.0
+    P = points * 100.0
     fam_points = np.column_stack([P[:, idx].sum(axis=1) for idx in members])
     strongest = np.column_stack([idx[np.abs(P[:, idx]).argmax(axis=1)] for idx in members])
     k = min(top, len(names))
@@ -68,7 +68,7 @@ def drivers(bundle: ModelBundle, X: pd.DataFrame, points: pd.DataFrame, unit: st
     feat_idx = strongest[rows, order]
     keep = np.abs(pts) >= MIN_POINTS
     feature = np.asarray(bundle.features, dtype=object)[feat_idx]
-    value = feature_values(X, feat_idx, np.broadcast_to(rows, feat_idx.shape))
+    value = feature_values(bundle, A, feat_idx, np.broadcast_to(rows, feat_idx.shape))
     actionable = np.array([bool(bundle.actionable.get(f, False)) for f in bundle.features])[feat_idx]
     text = driver_texts(bundle, feature, value, pts, actionable, keep, unit)
     family = np.where(keep, np.asarray(names, dtype=object)[order], "")
@@ -79,7 +79,7 @@ def drivers(bundle: ModelBundle, X: pd.DataFrame, points: pd.DataFrame, unit: st
         points=np.where(keep, pts, 0.0),
         actionable=actionable & keep,
         text=text,
-        family_points=pd.DataFrame(fam_points, columns=names, index=X.index),
+        family_points=pd.DataFrame(fam_points, columns=names),
     )
 
 
@@ -91,15 +91,13 @@ def family_members(bundle: ModelBundle) -> tuple[list[str], list[np.ndarray]]:
     return list(groups), [np.asarray(idx) for idx in groups.values()]
 
 
-def feature_values(X: pd.DataFrame, feat_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The value of feature `feat_idx[i, j]` in row `rows[i, j]`, gathered one feature column at a time."""
-    out = np.empty(feat_idx.shape, dtype=object)
+def feature_values(bundle: ModelBundle, A: np.ndarray, feat_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The value of feature `feat_idx[i, j]` in row `rows[i, j]` (category labels for categories)."""
+    out = A[rows, feat_idx].astype(object)
     for j in np.unique(feat_idx):
-        mask = feat_idx == j
-        column = X.iloc[:, j]
-        categorical = isinstance(column.dtype, pd.CategoricalDtype)
-        values = column.astype(object).to_numpy() if categorical else column.to_numpy()
-        out[mask] = values[rows[mask]]
+        if bundle.features[j] in bundle.categories:
+            mask = feat_idx == j
+            out[mask] = bundle.category(j, A[rows[mask], j])
     return out
 
 
@@ -204,12 +202,18 @@ def reasons_json(**models: Drivers) -> list[str]:
     """
     columns = []
     for name, d in models.items():
-        columns += [(name, driver_dicts(d)), (f"{name}_families", d.family_points.round(2).to_dict("records"))]
+        columns += [(name, driver_dicts(d)), (f"{name}_families", family_dicts(d.family_points))]
     keys = [key for key, _ in columns]
     return [
         json.dumps(dict(zip(keys, values, strict=True)), separators=(",", ":"))
         for values in zip(*(rows for _, rows in columns), strict=True)
     ]
+
+
+def family_dicts(points: pd.DataFrame) -> list[dict[str, float]]:
+    """Each row's family points, rounded, as a plain dict (built from the array: no per-row pandas)."""
+    names = points.columns.tolist()
+    return [dict(zip(names, row, strict=True)) for row in points.to_numpy().round(2).tolist()]
 
 
 def driver_dicts(d: Drivers) -> list[list[dict]]:

@@ -21,7 +21,6 @@ from typing import Annotated, Any
 
 import anyio
 import bentoml
-import pandas as pd
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
@@ -55,9 +54,9 @@ class FeatureRow(BaseModel):
 
 @dataclass(frozen=True)
 class ScoreJob:
-    """One `/score` request waiting for the adaptive batch: its rows and the state they were checked against."""
+    """One `/score` request waiting for the adaptive batch: its checked rows and the state they were checked against."""
 
-    frame: pd.DataFrame
+    rows: list[dict]
     models: Any  # serving.registry.Models
     book: Any  # serving.live.Book
 
@@ -118,14 +117,14 @@ class TierwiseService:
     @bentoml.api(route="/score")
     async def score(self, rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_ROWS)]) -> dict:
         """Score posted feature rows with reasons and a tier proposal against the current book."""
-        from serving.online import ModelInputs, RowError, feature_frame
+        from serving.online import ModelInputs, RowError, checked_rows
 
         models, book = self.live.models, self.live.book
         try:
-            frame = feature_frame([r.model_dump() for r in rows], ModelInputs.of(models))
+            checked = checked_rows([r.model_dump() for r in rows], ModelInputs.of(models))
         except RowError as exc:
             return answer(400, {"error": str(exc), "field": exc.field})
-        result = await self.batched_score(ScoreJob(frame, models, book))
+        result = await self.batched_score(ScoreJob(checked, models, book))
         if isinstance(result, JSONResponse):
             return result
         return answer(
@@ -144,7 +143,7 @@ class TierwiseService:
         out = []
         for _, group in itertools.groupby(jobs, key=lambda job: (id(job.models), id(job.book))):
             group = list(group)
-            out += score_answers([job.frame for job in group], group[0].models, self.policy, group[0].book)
+            out += score_answers([job.rows for job in group], group[0].models, self.policy, group[0].book)
         return out
 
     @bentoml.api(route="/model_info")

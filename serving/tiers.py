@@ -10,6 +10,8 @@ milliseconds.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +19,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import yaml
+from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.tables import DataError
@@ -137,6 +140,47 @@ def policy_problems(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What tiering reads of each account, as arrays: id, value at stake, onboarding, current tier.
+
+    The service builds one per score batch, so proposing a tier for a posted row re-ranks
+    arrays instead of rebuilding the book's frame on every request.
+    """
+
+    ids: np.ndarray
+    priority: np.ndarray
+    onboarding: np.ndarray
+    tier: np.ndarray  # the tier each account holds now (None where it has none)
+
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        """Account id -> row."""
+        return {account: i for i, account in enumerate(self.ids)}
+
+    def subset(self, rows: np.ndarray | slice) -> Standing:
+        """The standing of some of the accounts (a mask, positions or a slice)."""
+        return Standing(self.ids[rows], self.priority[rows], self.onboarding[rows], self.tier[rows])
+
+    def joined(self, other: Standing) -> Standing:
+        """These accounts followed by the other's."""
+        return Standing(*(np.concatenate([a, b]) for a, b in zip(self.arrays(), other.arrays(), strict=True)))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The per-account arrays, in field order."""
+        return self.ids, self.priority, self.onboarding, self.tier
+
+    @classmethod
+    def of(cls, scored: Mapping[str, ArrayLike], tier: np.ndarray) -> Standing:
+        """The standing of scored accounts (`REQUIRED` columns, a frame or arrays) holding `tier` (None: no tier)."""
+        return cls(
+            ids=np.asarray(scored["account_id"]).astype(str).astype(object),
+            priority=np.asarray(scored["arr_at_risk"], dtype=float) + np.asarray(scored["expected_expansion"], float),
+            onboarding=np.asarray(scored["lifecycle_stage"]).astype(str) == "onboarding",
+            tier=np.asarray(tier, dtype=object),
+        )
+
+
 def assign_tiers(scored: pd.DataFrame, policy: TierPolicy, previous: pd.DataFrame | None = None) -> pd.DataFrame:
     """Add `tier`, `previous_tier`, `segment` and `escalate` to scored accounts.
 
@@ -156,25 +200,41 @@ def assign_tiers(scored: pd.DataFrame, policy: TierPolicy, previous: pd.DataFram
             is malformed, or onboarding accounts outnumber the high_touch + mid_touch places.
     """
     check_scored(scored)
-    out = scored.copy()
-    ids = out["account_id"].astype(str).to_numpy()
-    priority = (out["arr_at_risk"] + out["expected_expansion"]).to_numpy(float)
-    prev = previous_tier(out["account_id"], previous)
-    onboarding = (out["lifecycle_stage"].astype(str) == "onboarding").to_numpy()
-    had_csm = prev.isin([HIGH, MID]).to_numpy()
-    was_high = (prev == HIGH).fillna(False).to_numpy(bool)
+    standing = Standing.of(scored, previous_tier(scored["account_id"], previous))
+    added = pd.DataFrame(labels(scored, place(standing, policy), standing.tier, policy), index=scored.index)
+    added["previous_tier"] = added["previous_tier"].astype("string")
+    return pd.concat([scored.drop(columns=added.columns, errors="ignore"), added], axis=1)
 
-    touch = touch_places(priority, ids, onboarding, had_csm, policy)
-    high = top_k(sticky(priority, was_high, policy.hysteresis_margin), ids, touch, policy.capacity[HIGH])
-    out["tier"] = np.where(high, HIGH, np.where(touch, MID, TECH))
-    out["previous_tier"] = prev
-    out["segment"] = segments(out, policy)
-    out["escalate"] = (out["tier"] == TECH) & (
-        (out["churn_risk"] >= policy.escalate_churn_risk)
-        | (out["arr_at_risk"] >= policy.escalate_arr_at_risk)
-        | out["insufficient_history"].astype(bool)
+
+def place(standing: Standing, policy: TierPolicy) -> np.ndarray:
+    """The tier of every account: capacity filled by value at stake, onboarding guaranteed a CSM, sticky boundaries."""
+    had_csm = np.isin(standing.tier, [HIGH, MID])
+    was_high = standing.tier == HIGH
+    touch = touch_places(standing.priority, standing.ids, standing.onboarding, had_csm, policy)
+    sticky_high = sticky(standing.priority, was_high, policy.hysteresis_margin)
+    high = top_k(sticky_high, standing.ids, touch, policy.capacity[HIGH])
+    return np.where(high, HIGH, np.where(touch, MID, TECH))
+
+
+def labels(
+    scored: Mapping[str, ArrayLike], tier: np.ndarray, previous: np.ndarray, policy: TierPolicy
+) -> dict[str, np.ndarray]:
+    """The `tier`, `previous_tier`, `segment` and `escalate` columns of scored accounts (a frame or arrays)."""
+    risk = np.asarray(scored["churn_risk"], dtype=float)
+    young = np.asarray(scored["insufficient_history"]).astype(bool)
+    escalate = (tier == TECH) & (
+        (risk >= policy.escalate_churn_risk)
+        | (np.asarray(scored["arr_at_risk"], dtype=float) >= policy.escalate_arr_at_risk)
+        | young
     )
-    return out
+    young |= np.asarray(scored["lifecycle_stage"]).astype(str) == "onboarding"
+    potential = np.asarray(scored["growth_potential"], dtype=float)
+    segment = np.select(  # the first matching rule wins
+        [risk >= policy.save_min_risk, young, potential >= policy.grow_min_potential],
+        ["save", "onboard", "grow"],
+        default="nurture",
+    )
+    return {"tier": tier, "previous_tier": previous, "segment": segment.astype(object), "escalate": escalate}
 
 
 def check_scored(scored: pd.DataFrame) -> None:
@@ -192,10 +252,10 @@ def check_scored(scored: pd.DataFrame) -> None:
         raise DataError(f"scored accounts: account_id repeated, e.g. {scored.loc[dup, 'account_id'].head(3).tolist()}")
 
 
-def previous_tier(account_ids: pd.Series, previous: pd.DataFrame | None) -> pd.Series:
-    """Last run's tier per account (missing where the account is new or there was no last run)."""
+def previous_tier(account_ids: pd.Series, previous: pd.DataFrame | None) -> np.ndarray:
+    """Last run's tier per account (None where the account is new or there was no last run)."""
     if previous is None:
-        return pd.Series(pd.NA, index=account_ids.index, dtype="string")
+        return np.full(len(account_ids), None, dtype=object)
     missing = [c for c in ("account_id", "tier") if c not in previous.columns]
     if missing:
         raise DataError(f"previous scores: missing column(s) {', '.join(missing)}")
@@ -204,7 +264,8 @@ def previous_tier(account_ids: pd.Series, previous: pd.DataFrame | None) -> pd.S
     if unknown.any():
         raise DataError(f"previous scores: tier has unknown value(s) {sorted(set(tiers[unknown]))[:3]}")
     last = pd.Series(tiers.to_numpy(), index=previous["account_id"].astype(str)).groupby(level=0).last()
-    return pd.Series(account_ids.astype(str).map(last).to_numpy(), index=account_ids.index, dtype="string")
+    found = account_ids.astype(str).map(last)
+    return found.astype(object).where(found.notna(), None).to_numpy(dtype=object)
 
 
 def sticky(priority: np.ndarray, incumbent: np.ndarray, margin: float) -> np.ndarray:
@@ -213,11 +274,23 @@ def sticky(priority: np.ndarray, incumbent: np.ndarray, margin: float) -> np.nda
 
 
 def top_k(score: np.ndarray, ids: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
-    """Mask of the `k` highest-scoring eligible rows (ties broken by account id, so runs are reproducible)."""
-    order = np.lexsort((ids, -score))
-    chosen = order[eligible[order]][:k]
+    """Mask of the `k` highest-scoring eligible rows; ties at the cut go to the lowest account ids (reproducible).
+
+    Linear time (a partition, not a sort), so re-tiering a large book for one posted row stays cheap.
+    """
     mask = np.zeros(len(score), dtype=bool)
-    mask[chosen] = True
+    candidates = np.flatnonzero(eligible)
+    if k >= len(candidates):
+        mask[candidates] = True
+        return mask
+    if k <= 0:
+        return mask
+    values = score[candidates]
+    cut = np.partition(values, len(values) - k)[len(values) - k]  # the k-th highest score
+    above = candidates[values > cut]
+    tied = candidates[values == cut]
+    mask[above] = True
+    mask[tied[np.argsort(ids[tied], kind="stable")][: k - len(above)]] = True
     return mask
 
 
@@ -234,17 +307,3 @@ def touch_places(
         )
     established = top_k(sticky(priority, had_csm, policy.hysteresis_margin), ids, ~onboarding, left)
     return onboarding | established
-
-
-def segments(scored: pd.DataFrame, policy: TierPolicy) -> np.ndarray:
-    """Playbook segment per account; the first matching rule wins (save, onboard, grow, nurture)."""
-    young = (scored["lifecycle_stage"].astype(str) == "onboarding") | scored["insufficient_history"].astype(bool)
-    return np.select(
-        [
-            scored["churn_risk"] >= policy.save_min_risk,
-            young,
-            scored["growth_potential"] >= policy.grow_min_potential,
-        ],
-        ["save", "onboard", "grow"],
-        default="nurture",
-    )

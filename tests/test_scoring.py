@@ -79,6 +79,22 @@ def test_parity_check_names_the_missing_model_column(book):
         score_frame(frame.drop(columns=["login__count_30d"]), models)
 
 
+def test_model_array_is_what_lightgbm_reads_from_the_categorical_frame(book):
+    models, frame = book
+    bundle = models.churn
+    plan = bundle.features.index("plan")
+    sent = frame.head(20).copy()
+    sent["plan"] = sent["plan"].astype(str)  # text, as a caller posts it
+    sent.loc[sent.index[0], "plan"] = "platinum-unseen"
+    sent.loc[sent.index[1], "plan"] = None
+    sent["seats"] = sent["seats"].astype(str)  # numbers as text are read as numbers
+    A = bundle.array(sent)
+    assert np.isnan(A[:2, plan]).all() and not np.isnan(A[2:, plan]).any()  # unseen and missing read as missing
+    lgb_reads = bundle.booster.predict(bundle.matrix(sent), raw_score=True)  # LightGBM's own pandas conversion
+    assert np.allclose(bundle.margin(A), lgb_reads, rtol=0, atol=1e-12)
+    assert list(bundle.category(plan, A[:3, plan])) == [None, None, str(sent["plan"].iloc[2])]
+
+
 def test_repeated_accounts_are_refused(book):
     models, frame = book
     with pytest.raises(DataError, match="account_id repeated"):
