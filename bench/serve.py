@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import platform
@@ -73,10 +74,11 @@ def prepare(work: Path, accounts: int, seed: int) -> dict:
     }
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen:
+def start_server(port: int, log: Path, workers: int) -> subprocess.Popen:
     """`tierwise serve` on 127.0.0.1, waited on until ready."""
     env = {**os.environ, "TIERWISE_API_KEYS": KEY, "BENTOML_DO_NOT_TRACK": "true"}
     cmd = [str(TIERWISE), "serve", "--host", "127.0.0.1", "--port", str(port), "--reload-seconds", "2"]
+    cmd += ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -110,22 +112,41 @@ def percentiles(seconds: list[float]) -> dict:
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "n": len(ms)}
 
 
+class Client:
+    """One keep-alive HTTP/1.1 connection (the standard library's): the client's own overhead stays
+    far below the server's, which matters when client and server share two cores."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+
+    def post(self, route: str, body: dict) -> tuple[int, bytes]:
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        try:
+            self.conn.request("POST", route, body=json.dumps(body), headers=headers)
+            resp = self.conn.getresponse()
+            return resp.status, resp.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()  # reconnects on the next request
+            raise
+
+
 def http_latencies(url: str, route: str, bodies: list[dict], concurrency: int) -> list[float]:
-    """Each body posted once, `concurrency` at a time (one keep-alive client per thread); every answer must be 200."""
+    """Each body posted once, `concurrency` at a time (a keep-alive connection per thread); every answer must be 200."""
     local = threading.local()
 
     def call(body: dict) -> float:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+            local.client = Client(url)
         start = time.perf_counter()
-        resp = local.client.post(f"{url}{route}", json=body)
+        status, text = local.client.post(route, body)
         elapsed = time.perf_counter() - start
-        if resp.status_code != 200:
-            raise SystemExit(f"{route} answered {resp.status_code}: {resp.text[:300]}")
+        if status != 200:
+            raise SystemExit(f"{route} answered {status}: {text[:300]!r}")
         return elapsed
 
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(call, bodies[: max(concurrency * 2, 10)]))  # warm-up (also trains the batcher)
+        list(pool.map(call, bodies[: max(concurrency * 2, 10)]))  # warm-up
         return list(pool.map(call, bodies))
 
 
@@ -191,22 +212,21 @@ def load_test(url: str, proc: subprocess.Popen, data: dict, seconds: float, conc
     ids, rows = data["ids"], data["rows"]
 
     def worker(k: int) -> None:
-        client = httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+        client = Client(url)
         i = k
         while not stop.is_set():
             route = "/score" if i % 5 == 0 else "/lookup"
             body = {"rows": [rows[i % len(rows)]]} if route == "/score" else {"account_ids": [ids[i % len(ids)]]}
             start = time.perf_counter()
             try:
-                resp = client.post(f"{url}{route}", json=body)
-                ok = resp.status_code == 200
-            except httpx.HTTPError as exc:
-                ok, resp = False, exc
+                status, text = client.post(route, body)
+            except (OSError, http.client.HTTPException) as exc:
+                status, text = None, repr(exc).encode()
             latencies[route[1:]].append(time.perf_counter() - start)
-            if not ok:
-                errors.append(f"{route}: {getattr(resp, 'status_code', resp)}")
+            if status != 200:
+                errors.append(f"{route}: {status} {text[:200]!r}")
             elif route == "/score":
-                versions.add(tuple(resp.json()["model_versions"].values()))
+                versions.add(tuple(json.loads(text)["model_versions"].values()))
             i += concurrency
 
     rss, moved = [], None
@@ -252,7 +272,7 @@ def measure(args) -> dict:
         print("in-process baseline ...", flush=True)
         local = in_process(args.requests, data)
         port = free_port()
-        proc = start_server(port, work / "serve.log")
+        proc = start_server(port, work / "serve.log", args.workers)
         url = f"http://127.0.0.1:{port}"
         ids, rows = data["ids"], data["rows"]
         lookups = [{"account_ids": [ids[i % len(ids)]]} for i in range(args.requests)]
@@ -293,15 +313,16 @@ def section(r: dict, args) -> str:
         [
             "## Service",
             "",
-            f"`tierwise serve` on 127.0.0.1 (1 BentoML worker), {args.accounts}-account demo book, real champions "
-            f"trained in the run; client in the same machine ({cpu}; load average at the end {load_avg}). "
-            "Latency is measured by the client (HTTP round trip, JSON both ways); the in-process figure is the same "
+            f"`tierwise serve --workers {args.workers}` on 127.0.0.1, {args.accounts}-account demo book, real "
+            f"champions trained in the run; client in the same machine ({cpu}; load average at the end {load_avg}). "
+            "Latency is measured by the client (HTTP round trip, JSON both ways, one keep-alive `http.client` "
+            "connection per client thread); the in-process figure is the same "
             "call without HTTP: the service's lookup handler, and `checked_rows` + `score_answers` "
-            "(`score_frame` + tier proposal) for scoring.",
+            "(`score_columns` + tier proposal, the batch's scoring code) for scoring.",
             "",
             "```sh",
             f".venv/bin/python -m bench.serve --accounts {args.accounts} --requests {args.requests} "
-            f"--load-seconds {args.load_seconds}",
+            f"--load-seconds {args.load_seconds:g} --workers {args.workers}",
             "```",
             "",
             "| call | HTTP p50 ms | HTTP p99 ms | in-process p50 ms | in-process p99 ms | p50 ratio | target |",
@@ -348,6 +369,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="requests per latency figure")
     parser.add_argument("--load-seconds", type=float, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"

@@ -38,6 +38,7 @@ def serve(
     max_age_days: int | None = None,
     reload_seconds: float | None = None,
     console: Console | None = None,
+    workers: int = 1,
 ) -> None:
     """Check the set-up, pass settings to the workers through the environment, then serve until stopped.
 
@@ -75,6 +76,7 @@ def serve(
     console.print(f"serving tierwise on http://{host}:{port} (scores: {env['TIERWISE_SCORES_STORE']})")
     from serving.service import TierwiseService
 
+    TierwiseService.config["workers"] = workers
     TierwiseService.serve_http(host=host, port=port)
 
 

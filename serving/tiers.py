@@ -208,8 +208,8 @@ def assign_tiers(scored: pd.DataFrame, policy: TierPolicy, previous: pd.DataFram
 
 def place(standing: Standing, policy: TierPolicy) -> np.ndarray:
     """The tier of every account: capacity filled by value at stake, onboarding guaranteed a CSM, sticky boundaries."""
-    had_csm = np.isin(standing.tier, [HIGH, MID])
     was_high = standing.tier == HIGH
+    had_csm = was_high | (standing.tier == MID)
     touch = touch_places(standing.priority, standing.ids, standing.onboarding, had_csm, policy)
     sticky_high = sticky(standing.priority, was_high, policy.hysteresis_margin)
     high = top_k(sticky_high, standing.ids, touch, policy.capacity[HIGH])

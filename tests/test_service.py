@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import psutil
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -43,6 +44,7 @@ class Served:
     scored: pd.DataFrame  # the batch written to the store at start
     features: pd.DataFrame  # the feature rows that batch was scored from
     log: Path
+    proc: subprocess.Popen
 
     def post(self, route: str, body=None, key: str | None = KEYS[0], **kw) -> httpx.Response:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -79,11 +81,11 @@ def serve_env(uri: str, store: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def served(trained_store, tmp_path_factory) -> Served:
+@contextmanager
+def running_server(trained_store, root: Path, *args: str):
+    """`tierwise serve` on a free port against a private copy of the session's registry and a fresh score batch."""
     from serving.store import write_store
 
-    root = tmp_path_factory.mktemp("served")
     source_db = Path(trained_store.uri.removeprefix("sqlite:///"))
     shutil.copy(source_db, root / "mlflow.db")  # artifacts stay where they are; only the registry is private
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -91,13 +93,13 @@ def served(trained_store, tmp_path_factory) -> Served:
     store = write_store(scored, root / "latest_scores.parquet")
     port, log = free_port(), root / "serve.log"
     cmd = [str(TIERWISE), "serve", "--host", "127.0.0.1", "--port", str(port), "--reload-seconds", "1"]
-    cmd += ["--max-age-days", "3650"]
+    cmd += ["--max-age-days", "3650", *args]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=serve_env(uri, store), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, log)
-        yield Served(url, uri, store, scored, features, log)
+        yield Served(url, uri, store, scored, features, log, proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -105,6 +107,12 @@ def served(trained_store, tmp_path_factory) -> Served:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(trained_store, tmp_path_factory) -> Served:
+    with running_server(trained_store, tmp_path_factory.mktemp("served")) as server:
+        yield server
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
@@ -298,6 +306,17 @@ def test_posted_rows_score_as_the_batch_does(served):
     assert body["tier_basis"]["accounts"] == len(batch)
 
 
+def test_flags_posted_for_some_rows_only_apply_to_those_rows(served):
+    rows = posted_rows(served.features, 2)
+    batch = served.scored.set_index("account_id")
+    given = not bool(batch.loc[rows[0]["account_id"], "insufficient_history"])
+    rows[0]["insufficient_history"] = given
+    del rows[1]["insufficient_history"]  # derived from tenure, as the batch derives it
+    first, second = served.post("/score", {"rows": rows}).json()["scores"]
+    assert first["insufficient_history"] is given
+    assert second["insufficient_history"] is bool(batch.loc[rows[1]["account_id"], "insufficient_history"])
+
+
 def test_concurrent_scoring_is_batched_and_all_answered(served):
     rows = posted_rows(served.features, 16)
     with ThreadPoolExecutor(8) as pool:
@@ -402,6 +421,18 @@ def test_broken_champion_keeps_the_old_one_serving_and_says_why(served, tmp_path
     resp = served.post("/score", {"rows": posted_rows(served.features, 1)})
     assert resp.status_code == 200 and resp.json()["model_versions"] == serving_now
     assert_no_traceback(resp)
+
+
+def test_several_workers_serve_the_same_answers(trained_store, tmp_path):
+    with running_server(trained_store, tmp_path, "--workers", "2") as two:
+        processes = psutil.Process(two.proc.pid).children(recursive=True)
+        workers = [p for p in processes if "worker.service" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        account = two.scored["account_id"].iloc[0]
+        answers = [two.post("/lookup", {"account_ids": [account]}) for _ in range(20)]  # a connection each
+        assert {a.status_code for a in answers} == {200}
+        assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
+        assert two.post("/score", {"rows": posted_rows(two.features, 2)}).status_code == 200
 
 
 # --- refusing to start -----------------------------------------------------------------------

@@ -22,8 +22,11 @@ def serve(
     reload_seconds: Annotated[
         float | None, typer.Option(help="How often to look for a new champion or score batch (default 30).")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (one per CPU core serves the most; each holds the book).")
+    ] = 1,
 ) -> None:
     """Serve lookups, on-demand scoring and model info over HTTP (API keys: TIERWISE_API_KEYS or _FILE)."""
     from serving.launch import serve as run
 
-    run(host, port, not no_auth, policy, max_age_days, reload_seconds, console)
+    run(host, port, not no_auth, policy, max_age_days, reload_seconds, console, workers)

@@ -1,0 +1,58 @@
+"""Adaptive batching of `/score` requests into one model call, with no timer.
+
+A request that finds the model idle is scored at once; requests that arrive while a batch is
+being scored wait and go together in the next one. Batches therefore grow with load (up to
+`max_batch` requests) and add nothing when there is none. BentoML's `CorkDispatcher` was
+used first: its learned wait, polled in 1 ms ticks, cost ~2 ms on every single-row score
+here (11.5 ms vs 9.8 ms at p50), more than the batching saves at low load.
+
+The model call runs in a worker thread, so lookups keep being answered while a batch scores.
+The queue is bounded by the service's `max_concurrency`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import anyio
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+class Batcher(Generic[Job, Result]):
+    """Call `score(jobs) -> results` (one result per job, in order) on batches of awaited jobs."""
+
+    def __init__(self, score: Callable[[list[Job]], list[Result]], max_batch: int) -> None:
+        self.score = score
+        self.max_batch = max_batch
+        self.waiting: list[tuple[Job, asyncio.Future]] = []
+        self.draining: asyncio.Task | None = None
+
+    async def __call__(self, job: Job) -> Result:
+        """The job's result once its batch is scored (the batch's exception if scoring it failed)."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((job, future))
+        if self.draining is None:
+            self.draining = asyncio.get_running_loop().create_task(self.drain())
+        return await future
+
+    async def drain(self) -> None:
+        """Score waiting jobs, a batch at a time, until none is left."""
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[: self.max_batch], self.waiting[self.max_batch :]
+                try:
+                    results = await anyio.to_thread.run_sync(self.score, [job for job, _ in batch])
+                except Exception as exc:  # the batch's callers get the error; the batcher keeps going
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():  # a caller that went away has a cancelled future
+                        future.set_result(result)
+        finally:
+            self.draining = None
