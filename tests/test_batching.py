@@ -70,3 +70,17 @@ def test_a_failing_batch_fails_its_callers_and_the_next_batch_still_runs():
         return await good
 
     assert run(both()) == 7
+
+
+def test_under_load_the_next_batch_waits_briefly_for_the_callers_just_answered():
+    seen: list[list[int]] = []
+    batcher = Batcher(lambda jobs: seen.append(list(jobs)) or jobs, max_batch=8, gather_s=0.5)
+
+    async def rounds():
+        await asyncio.gather(*(batcher(i) for i in range(4)))  # queued together before the batcher ran
+        straggler = asyncio.create_task(batcher(10))  # arrives first after a batch of four ...
+        await asyncio.sleep(0.05)
+        return await asyncio.gather(straggler, *(batcher(i) for i in range(11, 13)))  # ... and waits for these
+
+    assert run(rounds()) == [10, 11, 12]
+    assert seen == [[0, 1, 2, 3], [10, 11, 12]]  # not [10] alone, then [11, 12]
