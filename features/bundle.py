@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +19,18 @@ import lightgbm as lgb
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from features.metrics import MetricSet
 from features.tables import DataError
+
+
+def numbers(values: ArrayLike) -> np.ndarray:
+    """A column as floats: numbers as they are, numbers written as text parsed, anything else NaN."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biuf":
+        return array.astype(float)
+    return pd.to_numeric(pd.Series(array, dtype=object), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -47,38 +57,32 @@ class ModelBundle:
     actionable: dict[str, bool]
     info: dict = field(default_factory=dict)  # trained_at, data window, backtest metrics, ...
 
-    def array(self, frame: pd.DataFrame) -> np.ndarray:
+    def array(self, features: Mapping[str, ArrayLike]) -> np.ndarray:
         """The float array the booster reads: model columns in model order, categories as training codes.
 
-        A missing or unseen category is NaN, as LightGBM reads it. Building the array directly
-        (not a categorical DataFrame) keeps one-row scoring cheap: pandas' per-call overhead,
-        not the trees, is what costs there.
+        `features` is a DataFrame or arrays by column name. Numbers given as text are parsed;
+        blanks, and a missing or unseen category, are NaN, as LightGBM reads them. Building the
+        array directly (not a categorical DataFrame) keeps one-row scoring cheap: pandas'
+        per-call overhead, not the trees, is what costs there.
 
         Raises:
-            DataError: the frame lacks model features (parity check); extra columns are ignored.
+            DataError: a model feature is missing (parity check); extra columns are ignored.
         """
-        missing = [c for c in self.features if c not in frame.columns]
+        missing = [c for c in self.features if c not in features]
         if missing:
             raise DataError(
                 f"feature rows lack {len(missing)} column(s) the {self.target} model was trained on: "
                 f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
             )
-        numeric = [c for c in self.features if c not in self.categories]
-        block = frame.reindex(columns=numeric)
-        if not all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):  # text numbers, blanks
-            block = block.apply(pd.to_numeric, errors="coerce")
-        out = np.empty((len(frame), len(self.features)))
-        out[:, self.numeric_positions] = block.to_numpy(dtype=float, na_value=np.nan)
-        for col, codes in self.category_codes.items():
-            out[:, self.features.index(col)] = [
-                np.nan if pd.isna(v) else codes.get(str(v), np.nan) for v in frame[col].tolist()
-            ]
+        columns = [np.asarray(features[col]) for col in self.features]
+        out = np.empty((len(columns[0]), len(self.features)))
+        for i, (col, values) in enumerate(zip(self.features, columns, strict=True)):
+            codes = self.category_codes.get(col)
+            if codes is None:
+                out[:, i] = numbers(values)
+            else:
+                out[:, i] = [np.nan if pd.isna(v) else codes.get(str(v), np.nan) for v in values.tolist()]
         return out
-
-    @functools.cached_property
-    def numeric_positions(self) -> list[int]:
-        """Positions of the numeric columns among the model's features."""
-        return [i for i, col in enumerate(self.features) if col not in self.categories]
 
     @functools.cached_property
     def category_codes(self) -> dict[str, dict[str, int]]:

@@ -34,7 +34,6 @@ from tierwise import settings
 logger = logging.getLogger("tierwise.service")
 
 REASON_TEXT = re.compile(r"^(growth_)?reason_\d+$")  # the same drivers as `reasons`, flattened for spreadsheets
-STORED = ("tier", "reasons_json")  # besides the tiering columns: what a proposal and `changes` compare with
 
 
 def now_iso() -> str:
@@ -48,7 +47,8 @@ class Book:
 
     Attributes:
         answers: account id -> its lookup answer (JSON-ready; `stale` is added per request).
-        rows: the stored columns a posted row is compared with (`changes`, in `serving.online`).
+        previous: the stored columns `changes` compares a posted row with (account id, risk,
+            reasons), as arrays.
         standing: the stored accounts as tiering reads them, so a posted row's tier is proposed
             by re-ranking arrays (`serving.online.with_proposals`).
         as_of: the as-of date of the batch (the latest when the store mixes dates).
@@ -58,7 +58,7 @@ class Book:
 
     path: Path
     answers: dict[str, dict]
-    rows: pd.DataFrame
+    previous: dict[str, np.ndarray]
     standing: Standing
     as_of: str | None
     model_versions: dict[str, str | None]
@@ -68,12 +68,12 @@ class Book:
     @classmethod
     def empty(cls, path: Path) -> Book:
         """No scores yet (`tierwise score` has not run): lookups answer 503 until a batch appears."""
-        rows = pd.DataFrame(columns=list(TIERING_COLUMNS))
+        nothing = pd.DataFrame(columns=list(TIERING_COLUMNS))
         return cls(
             path,
             {},
-            rows,
-            held_standing(rows),
+            stored_columns(nothing),
+            held_standing(nothing),
             None,
             {"churn": None, "growth": None},
             None,
@@ -107,7 +107,6 @@ def read_book(path: Path) -> Book:
     except DataError as exc:
         raise DataError(f"latest-scores store {path}: {exc}") from exc
     frame["account_id"] = frame["account_id"].astype(str)
-    rows = frame[list(TIERING_COLUMNS) + [c for c in STORED if c in frame]].reset_index(drop=True)
     versions = {
         "churn": last_value(frame, "churn_model_version"),
         "growth": last_value(frame, "growth_model_version"),
@@ -115,13 +114,18 @@ def read_book(path: Path) -> Book:
     return Book(
         path=path,
         answers=lookup_answers(frame),
-        rows=rows,
-        standing=held_standing(rows),
+        previous=stored_columns(frame),
+        standing=held_standing(frame),
         as_of=str(pd.to_datetime(frame["as_of"]).max().date()) if len(frame) else None,
         model_versions=versions,
         stamp=stamp,
         loaded_at=now_iso(),
     )
+
+
+def stored_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The columns `changes` reads, as arrays (reasons only where the batch had them)."""
+    return {c: frame[c].to_numpy() for c in ("account_id", "churn_risk", "reasons_json") if c in frame}
 
 
 def held_standing(rows: pd.DataFrame) -> Standing:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from features.build import MIN_HISTORY_DAYS
-from features.bundle import ModelBundle
+from features.bundle import ModelBundle, numbers
 from features.tables import DataError
 from serving import reasons as rs
 from serving.registry import Models
@@ -96,66 +97,71 @@ def score_frame(
 
 
 def score_columns(
-    features: pd.DataFrame,
+    features: Mapping[str, ArrayLike],
     models: Models,
-    previous: pd.DataFrame | None = None,
+    previous: Mapping[str, ArrayLike] | None = None,
     reasons: bool = True,
     on_rows: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Everything `score_frame` gives but the tiers, as arrays by column name.
 
-    The service tiers posted rows against its book instead, and answering one row from arrays
-    saves the milliseconds that DataFrame operations cost per call.
+    `features` and `previous` are DataFrames or arrays by column name. The service passes
+    arrays and tiers posted rows against its book itself: answering one row from arrays saves
+    the milliseconds that DataFrame operations cost per call.
     """
-    check_features(features)
+    columns = {name: np.asarray(values) for name, values in features.items()}
+    check_features(columns)
+    rows = len(columns["account_id"])
     chunks = []
-    size = CHUNK if reasons else len(features)  # only explanations are slow enough to need progress
-    for start in range(0, len(features), size):
-        chunks.append(scored_columns(features.iloc[start : start + size], models, reasons))
+    size = CHUNK if reasons else rows  # only explanations are slow enough to need progress
+    for start in range(0, rows, size):
+        chunk = {name: values[start : start + size] for name, values in columns.items()}
+        chunks.append(scored_columns(chunk, models, reasons))
         if on_rows:
             on_rows(len(chunks[-1]["account_id"]))
     scored = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
-    said = changes(scored, previous, models.churn) if previous is not None else [None] * len(scored["account_id"])
+    said = changes(scored, previous, models.churn) if previous is not None else [None] * rows
     scored["changes"] = np.asarray(said, dtype=object)
     return scored
 
 
-def check_features(features: pd.DataFrame) -> None:
-    """Refuse rows the output cannot be built from: none at all, missing key columns, repeated accounts."""
-    if features.empty:
-        raise DataError("no feature rows to score")
-    missing = [c for c in NEEDED if c not in features.columns]
+def check_features(features: Mapping[str, np.ndarray]) -> None:
+    """Refuse rows the output cannot be built from: missing key columns, none at all, repeated accounts."""
+    missing = [c for c in NEEDED if c not in features]
     if missing:
         raise DataError(f"feature rows lack column(s) {', '.join(missing)}")
-    repeated = features["account_id"].duplicated()
+    ids = features["account_id"]
+    if len(ids) == 0:
+        raise DataError("no feature rows to score")
+    repeated = pd.Series(ids).duplicated().to_numpy()
     if repeated.any():
         raise DataError(
-            f"feature rows: account_id repeated, e.g. {features.loc[repeated, 'account_id'].head(3).tolist()}; "
-            "score one as-of date at a time"
+            f"feature rows: account_id repeated, e.g. {ids[repeated][:3].tolist()}; score one as-of date at a time"
         )
 
 
-def scored_columns(features: pd.DataFrame, models: Models, reasons: bool) -> dict[str, np.ndarray]:
+def scored_columns(features: Mapping[str, np.ndarray], models: Models, reasons: bool) -> dict[str, np.ndarray]:
     """Risk, potential, value at stake and reasons for a chunk of rows (no tiers yet)."""
     churn_A = model_array(models.churn, models.churn_version, features)
     growth_A = churn_A if same_inputs(models.churn, models.growth) else None
     growth_A = growth_A if growth_A is not None else model_array(models.growth, models.growth_version, features)
     churn = model_scores(models.churn, churn_A, reasons, "risk", rs.TOP)
     growth = model_scores(models.growth, growth_A, reasons, "growth", TOP_GROWTH)
-    rows = len(features)
-    arr = features["arr"].astype(float).to_numpy()
+    rows = len(churn_A)
+    arr = numbers(features["arr"])
+    as_of = dates(features["as_of"])
     churn_text, growth_text = texts(churn.drivers, rs.TOP, rows), texts(growth.drivers, TOP_GROWTH, rows)
     explained = rs.reasons_json(churn=churn.drivers, growth=growth.drivers) if reasons else [None] * rows
     return {
-        "account_id": features["account_id"].to_numpy().astype(str).astype(object),
-        "as_of": pd.to_datetime(features["as_of"]).to_numpy(),
+        "account_id": features["account_id"].astype(str).astype(object),
+        "as_of": as_of,
         "churn_risk": churn.probability,
         "growth_potential": growth.probability,
         "arr": arr,
-        "renewal_date": renewal_dates(features),
-        "days_to_renewal": features["days_to_renewal"].astype(float).to_numpy(),
+        "renewal_date": renewal_dates(features, as_of),
+        "days_to_renewal": numbers(features["days_to_renewal"]),
         "insufficient_history": insufficient_history(features),
-        "lifecycle_stage": features["lifecycle_stage"].to_numpy().astype(str).astype(object),
+        "lifecycle_stage": features["lifecycle_stage"].astype(str).astype(object),
         "arr_at_risk": churn.probability * arr,
         "expected_expansion": growth.probability * arr * mean_uplift(models.growth),
         **{name: churn_text[:, i] for i, name in enumerate(REASONS)},
@@ -166,7 +172,7 @@ def scored_columns(features: pd.DataFrame, models: Models, reasons: bool) -> dic
     }
 
 
-def model_array(bundle: ModelBundle, version: str, features: pd.DataFrame) -> np.ndarray:
+def model_array(bundle: ModelBundle, version: str, features: Mapping[str, np.ndarray]) -> np.ndarray:
     """The bundle's parity-checked array; a refusal names the model and version it came from."""
     try:
         return bundle.array(features)
@@ -198,22 +204,28 @@ def texts(drivers: rs.Drivers | None, top: int, rows: int) -> np.ndarray:
     return out
 
 
-def renewal_dates(features: pd.DataFrame) -> np.ndarray:
+def dates(values: np.ndarray) -> np.ndarray:
+    """A column as datetimes (dates as they are; text and date objects parsed; blanks NaT)."""
+    return values if values.dtype.kind == "M" else pd.to_datetime(values).to_numpy()
+
+
+def renewal_dates(features: Mapping[str, np.ndarray], as_of: np.ndarray) -> np.ndarray:
     """The renewal date given, else (row by row) as-of plus days to renewal."""
-    days = pd.to_timedelta(features["days_to_renewal"].astype(float), unit="D")
-    derived = pd.to_datetime(features["as_of"]) + days
-    if "renewal_date" not in features.columns:
-        return derived.to_numpy()
-    return pd.to_datetime(features["renewal_date"]).fillna(derived).to_numpy()
+    seconds = np.round(numbers(features["days_to_renewal"]) * 86_400)
+    derived = as_of + seconds.astype("timedelta64[s]")  # NaN days -> NaT
+    if "renewal_date" not in features:
+        return derived
+    given = dates(features["renewal_date"]).astype(derived.dtype)
+    return np.where(np.isnat(given), derived, given)
 
 
-def insufficient_history(features: pd.DataFrame) -> np.ndarray:
+def insufficient_history(features: Mapping[str, np.ndarray]) -> np.ndarray:
     """The flag given, else (row by row) tenure shorter than the minimum history features need."""
-    derived = (features["tenure_days"].astype(float) < MIN_HISTORY_DAYS).to_numpy()
-    if "insufficient_history" not in features.columns:
+    derived = numbers(features["tenure_days"]) < MIN_HISTORY_DAYS
+    if "insufficient_history" not in features:
         return derived
     given = features["insufficient_history"]
-    return np.where(given.isna().to_numpy(), derived, given.fillna(False).astype(bool).to_numpy())
+    return np.where(pd.isna(given), derived, given).astype(bool)
 
 
 def mean_uplift(growth: ModelBundle) -> float:
@@ -224,18 +236,19 @@ def mean_uplift(growth: ModelBundle) -> float:
     return float(uplift)
 
 
-def changes(scored: Mapping[str, Sequence], previous: pd.DataFrame, churn: ModelBundle) -> list[str | None]:
+def changes(scored: Mapping[str, Sequence], previous: Mapping[str, ArrayLike], churn: ModelBundle) -> list[str | None]:
     """What changed since the last score: risk before and now, and the churn drivers that moved most.
 
     Driver points come from `reasons_json` (every family's points are kept there), so the drivers
     are named only when both runs had reasons; accounts new since then say so.
     """
-    missing = [c for c in ("account_id", "churn_risk") if c not in previous.columns]
+    missing = [c for c in ("account_id", "churn_risk") if c not in previous]
     if missing:
         raise DataError(f"previous scores: missing column(s) {', '.join(missing)}")
-    then_json = previous["reasons_json"] if "reasons_json" in previous else [None] * len(previous)
-    before = zip(previous["churn_risk"].astype(float), then_json, strict=True)
-    last = dict(zip(previous["account_id"].astype(str), before, strict=True))  # the last row per account wins
+    ids = np.asarray(previous["account_id"]).astype(str)
+    then_json = previous["reasons_json"] if "reasons_json" in previous else [None] * len(ids)
+    before = zip(numbers(previous["churn_risk"]).tolist(), then_json, strict=True)
+    last = dict(zip(ids.tolist(), before, strict=True))  # the last row per account wins
     labels = rs.family_labels(churn)
     out = []
     now = zip(scored["account_id"], scored["churn_risk"], scored["reasons_json"], strict=True)
