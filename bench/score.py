@@ -144,7 +144,7 @@ def write_section(report: str, args) -> None:
     section = (
         "## Scoring\n\n"
         f"Command: `.venv/bin/python -m bench.score --accounts {args.accounts} --write-docs` ({machine}).\n\n"
-        "The whole scoring path (`serving.scoring.score_frame`: parity-checked matrices, calibrated "
+        "The whole scoring path (`serving.scoring.score_frame`: parity-checked model arrays, calibrated "
         "probabilities, value at stake, capacity-aware tiers, and with reasons the SHAP drivers worded "
         "for CSMs plus `reasons_json`) against LightGBM alone on the same matrices.\n\n"
         f"{report}\n"

@@ -1,7 +1,7 @@
 """On-demand scoring of posted feature rows: validation, the one scoring path, tier proposals.
 
-The service turns posted rows into the feature frame `serving.scoring.score_rows` takes (the
-scoring the batch job uses, so a posted row scores exactly as the batch would score it), after
+The service turns posted rows into the feature arrays `serving.scoring.score_columns` takes (the
+scoring the batch job runs, so a posted row scores exactly as the batch would score it), after
 checking each row against the features the models in service were trained on, so a bad value
 is answered 400 naming `rows[i].feature` rather than scored as missing.
 

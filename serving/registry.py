@@ -7,6 +7,7 @@ scoring downloads the version's artifacts and reads the bundle directly.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tierwise import settings
 
 CHURN, GROWTH, CHURN_TABLE = "tierwise-churn", "tierwise-growth", "tierwise-churn-table"
 CHAMPION = "champion"
+DOWNLOADS = "tierwise-model-"  # prefix of the temporary folders models are downloaded into
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,12 @@ def load_bundle(name: str, version: int | str | None = None) -> tuple[ModelBundl
     """One registered model's bundle and its version number (the champion unless a version is named)."""
     mlflow.set_tracking_uri(settings.tracking_uri())
     version = resolve_version(name, version)
-    try:
-        folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
-    except (MlflowException, OSError) as exc:
-        raise DataError(f"model {name} version {version}: cannot download its artifacts: {exc}") from exc
-    return ModelBundle.load(bundle_folder(folder, name, version)), version
+    with tempfile.TemporaryDirectory(prefix=DOWNLOADS) as tmp:  # read into memory, so the copy can go
+        try:
+            folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=tmp))
+        except (MlflowException, OSError) as exc:
+            raise DataError(f"model {name} version {version}: cannot download its artifacts: {exc}") from exc
+        return ModelBundle.load(bundle_folder(folder, name, version)), version
 
 
 def resolve_version(name: str, version: int | str | None) -> str:

@@ -1,6 +1,7 @@
 """The one scoring path: feature rows in, risk, potential, reasons and tiers out.
 
-The batch job and the service both call `score_frame`, so an account scores the same whichever
+The batch job calls `score_frame` and the service `score_columns` (the same scoring without the
+tiers, which the service proposes against its book), so an account scores the same whichever
 way it is asked about. Each model sees its own array through `ModelBundle.array`, the parity
 check that refuses rows lacking a trained feature and restores the training categories.
 """

@@ -2,7 +2,7 @@
 
 Other systems (CRM, billing, the support desk) ask for one account's risk and tier in real time.
 Lookups answer from the latest-scores store written by `tierwise score`; posted feature rows
-are scored by `serving.scoring.score_frame`, the function the batch job runs, so both paths
+are scored by `serving.scoring.score_columns`, the scoring the batch job runs, so both paths
 give the same numbers. Models and scores are reloaded while serving (`serving.live`).
 
 Routes (all POST, JSON; every route but `/healthz`, `/livez`, `/readyz` needs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,13 @@ def test_champions_load_with_their_versions(trained_store, book):
     assert models.churn.target == "churn" and models.growth.target == "growth"
     named = load_models(churn_version=models.churn_version)
     assert named.churn.features == models.churn.features
+
+
+def test_loading_models_leaves_no_downloads_behind(book, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where MLflow's and our temporary folders go
+    for _ in range(3):  # the service loads again for every new champion
+        load_models()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_champion_says_to_train_first(fresh_store):
