@@ -39,6 +39,7 @@ def serve(
     reload_seconds: float | None = None,
     console: Console | None = None,
     workers: int = 1,
+    access_log: bool = False,
 ) -> None:
     """Check the set-up, pass settings to the workers through the environment, then serve until stopped.
 
@@ -67,6 +68,8 @@ def serve(
         env["TIERWISE_MAX_SCORE_AGE_DAYS"] = str(max_age_days)
     if reload_seconds is not None:
         env["TIERWISE_RELOAD_SECONDS"] = str(reload_seconds)
+    if access_log:
+        env["TIERWISE_ACCESS_LOG"] = "1"
     os.environ.update(env)
     if not auth:
         console.print(

@@ -11,7 +11,6 @@ is recorded (and exposed by `/model_info`) instead of raised.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -22,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from features.tables import DataError
@@ -157,7 +157,7 @@ def lookup_answers(scored: Mapping[str, Sequence]) -> dict[str, dict]:
     answers = {}
     for row, text in zip(zip(*values, strict=True), reasons, strict=True):
         record = dict(zip(columns, row, strict=True))
-        parsed = json.loads(text) if isinstance(text, str) and text else {}
+        parsed = orjson.loads(text) if isinstance(text, str) and text else {}
         record["reasons"] = {"churn": parsed.get("churn", []), "growth": parsed.get("growth", [])}
         answers[record["account_id"]] = record
     return answers

@@ -14,12 +14,12 @@ The answer says which book (as-of date, size) the proposal was made against.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import numpy as np
-import pandas as pd
 
 from features.tables import DataError
 from serving.live import Book, lookup_answers
@@ -46,6 +46,7 @@ class ModelInputs:
     categorical: frozenset[str]
 
     @classmethod
+    @functools.lru_cache(maxsize=4)  # asked on every request; the models in service change rarely
     def of(cls, models: Models) -> ModelInputs:
         names = dict.fromkeys(models.churn.features + models.growth.features)
         return cls(tuple(names), frozenset(models.churn.categories) | frozenset(models.growth.categories))
@@ -76,7 +77,7 @@ def checked_rows(rows: list[dict], inputs: ModelInputs, today: date | None = Non
         out["account_id"] = account
         out["as_of"] = out["as_of"] or today or datetime.now(UTC).date()
         for name in inputs.features:
-            out[name] = checked_value(row[name], name in inputs.categorical, f"rows[{i}].{name}")
+            out[name] = checked_value(row[name], name in inputs.categorical, i, name)
         clean.append(out)
     return clean
 
@@ -89,26 +90,28 @@ def feature_columns(rows: list[dict], inputs: ModelInputs) -> dict[str, np.ndarr
     numeric = [f for f in inputs.features if f not in inputs.categorical]
     block = np.array([[row[name] for name in numeric] for row in rows], dtype=float).reshape(len(rows), len(numeric))
     columns = {key: np.array([row[key] for row in rows], dtype=object) for key in ("account_id", *inputs.categorical)}
-    columns["as_of"] = pd.to_datetime([row["as_of"] for row in rows]).to_numpy()
+    columns["as_of"] = np.array([row["as_of"] for row in rows], dtype="datetime64[s]")
     for key in ("insufficient_history", "renewal_date"):  # given per row; derived where null
         if any(row[key] is not None for row in rows):
             columns[key] = np.array([row[key] for row in rows], dtype=object)
     return columns | {name: block[:, i] for i, name in enumerate(numeric)}
 
 
-def checked_value(value, categorical: bool, field: str):
-    """A posted feature value as the model reads it, or a RowError naming the field."""
+def checked_value(value, categorical: bool, row: int, name: str):
+    """A posted feature value as the model reads it, or a RowError naming the field (`rows[row].name`)."""
+    if not categorical and type(value) is float and math.isfinite(value):  # the common case, ~90 a row
+        return value
     if value is None:
         return None if categorical else math.nan  # a float column either way, so no per-call type conversion
     if categorical:
         if isinstance(value, str | int) and not isinstance(value, bool):
             return str(value)
-        raise RowError(field, f"expected text or null, got {value!r}")
+        raise RowError(f"rows[{row}].{name}", f"expected text or null, got {value!r}")
     if isinstance(value, bool | int | float):
         if isinstance(value, float) and math.isinf(value):
-            raise RowError(field, "expected a finite number")
+            raise RowError(f"rows[{row}].{name}", "expected a finite number")
         return float(value)
-    raise RowError(field, f"expected a number or null, got {value!r}")
+    raise RowError(f"rows[{row}].{name}", f"expected a number or null, got {value!r}")
 
 
 def score_answers(requests: list[list[dict]], models: Models, policy: TierPolicy, book: Book) -> list[list[dict]]:

@@ -11,12 +11,12 @@ on it. Everything is array arithmetic over the whole batch; Python only builds t
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from features.bundle import ModelBundle
@@ -205,7 +205,7 @@ def reasons_json(**models: Drivers) -> list[str]:
         columns += [(name, driver_dicts(d)), (f"{name}_families", family_dicts(d.family_points))]
     keys = [key for key, _ in columns]
     return [
-        json.dumps(dict(zip(keys, values, strict=True)), separators=(",", ":"))
+        orjson.dumps(dict(zip(keys, values, strict=True))).decode()
         for values in zip(*(rows for _, rows in columns), strict=True)
     ]
 

@@ -24,9 +24,13 @@ CHAMPION = "champion"
 DOWNLOADS = "tierwise-model-"  # prefix of the temporary folders models are downloaded into
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Models:
-    """The two bundles one score is made with, and their registry versions (recorded on every row)."""
+    """The two bundles one score is made with, and their registry versions (recorded on every row).
+
+    Compared and hashed by identity: one loaded pair is one object, so what is derived from it
+    (the service's input schema) can be cached per pair.
+    """
 
     churn: ModelBundle
     growth: ModelBundle

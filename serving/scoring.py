@@ -8,12 +8,12 @@ check that refuses rows lacking a trained feature and restores the training cate
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import pandas as pd
 from numpy.typing import ArrayLike
 
@@ -134,8 +134,8 @@ def check_features(features: Mapping[str, np.ndarray]) -> None:
     ids = features["account_id"]
     if len(ids) == 0:
         raise DataError("no feature rows to score")
-    repeated = pd.Series(ids).duplicated().to_numpy()
-    if repeated.any():
+    if len(set(ids.tolist())) < len(ids):
+        repeated = pd.Series(ids).duplicated().to_numpy()
         raise DataError(
             f"feature rows: account_id repeated, e.g. {ids[repeated][:3].tolist()}; score one as-of date at a time"
         )
@@ -282,7 +282,7 @@ def family_points(reasons_json: str | None) -> dict[str, float]:
     if not isinstance(reasons_json, str):
         return {}
     try:
-        return {family: float(p) for family, p in json.loads(reasons_json)["churn_families"].items()}
+        return {family: float(p) for family, p in orjson.loads(reasons_json)["churn_families"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"previous scores: reasons_json is not what tierwise score writes: {exc}") from exc
 

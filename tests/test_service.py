@@ -306,6 +306,13 @@ def test_posted_rows_score_as_the_batch_does(served):
     assert body["tier_basis"]["accounts"] == len(batch)
 
 
+def test_no_access_log_by_default(served):
+    for _ in range(3):
+        assert served.post("/lookup", {"account_ids": [served.scored["account_id"].iloc[0]]}).status_code == 200
+    time.sleep(0.5)  # a log line would be written by now
+    assert "path=/lookup" not in served.log.read_text()  # requests are counted in /metrics instead (test above)
+
+
 def test_flags_posted_for_some_rows_only_apply_to_those_rows(served):
     rows = posted_rows(served.features, 2)
     batch = served.scored.set_index("account_id")
@@ -423,8 +430,8 @@ def test_broken_champion_keeps_the_old_one_serving_and_says_why(served, tmp_path
     assert_no_traceback(resp)
 
 
-def test_several_workers_serve_the_same_answers(trained_store, tmp_path):
-    with running_server(trained_store, tmp_path, "--workers", "2") as two:
+def test_several_workers_serve_the_same_answers_and_log_access_when_asked(trained_store, tmp_path):
+    with running_server(trained_store, tmp_path, "--workers", "2", "--access-log") as two:
         processes = psutil.Process(two.proc.pid).children(recursive=True)
         workers = [p for p in processes if "worker.service" in " ".join(p.cmdline())]
         assert len(workers) == 2
@@ -433,6 +440,7 @@ def test_several_workers_serve_the_same_answers(trained_store, tmp_path):
         assert {a.status_code for a in answers} == {200}
         assert len({json.dumps(a.json(), sort_keys=True) for a in answers}) == 1
         assert two.post("/score", {"rows": posted_rows(two.features, 2)}).status_code == 200
+        assert wait_for(lambda: two.log.read_text().count("path=/lookup") == 20, what="20 access-log lines")
 
 
 # --- refusing to start -----------------------------------------------------------------------

@@ -25,8 +25,11 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes (one per CPU core serves the most; each holds the book).")
     ] = 1,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log a line per request (off: /metrics counts requests anyway).")
+    ] = False,
 ) -> None:
     """Serve lookups, on-demand scoring and model info over HTTP (API keys: TIERWISE_API_KEYS or _FILE)."""
     from serving.launch import serve as run
 
-    run(host, port, not no_auth, policy, max_age_days, reload_seconds, console, workers)
+    run(host, port, not no_auth, policy, max_age_days, reload_seconds, console, workers, access_log)

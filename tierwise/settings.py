@@ -49,3 +49,8 @@ def reload_seconds() -> float:
 def policy_path() -> Path | None:
     """The tier policy the service proposes tiers with (`TIERWISE_POLICY`; None: the shipped default)."""
     return Path(os.environ["TIERWISE_POLICY"]) if os.environ.get("TIERWISE_POLICY") else None
+
+
+def access_log() -> bool:
+    """Whether the service logs a line per request (`TIERWISE_ACCESS_LOG=1`; `tierwise serve --access-log`)."""
+    return os.environ.get("TIERWISE_ACCESS_LOG", "") not in ("", "0")
