@@ -14,7 +14,6 @@ The answer says which book (as-of date, size) the proposal was made against.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -46,10 +45,8 @@ class ModelInputs:
     categorical: frozenset[str]
 
     @classmethod
-    @functools.lru_cache(maxsize=4)  # asked on every request; the models in service change rarely
     def of(cls, models: Models) -> ModelInputs:
-        names = dict.fromkeys(models.churn.features + models.growth.features)
-        return cls(tuple(names), frozenset(models.churn.categories) | frozenset(models.growth.categories))
+        return cls(models.features, models.categorical)
 
 
 def checked_rows(rows: list[dict], inputs: ModelInputs, today: date | None = None) -> list[dict]:

@@ -7,6 +7,7 @@ scoring downloads the version's artifacts and reads the bundle directly.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +25,24 @@ CHAMPION = "champion"
 DOWNLOADS = "tierwise-model-"  # prefix of the temporary folders models are downloaded into
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Models:
-    """The two bundles one score is made with, and their registry versions (recorded on every row).
-
-    Compared and hashed by identity: one loaded pair is one object, so what is derived from it
-    (the service's input schema) can be cached per pair.
-    """
+    """The two bundles one score is made with, and their registry versions (recorded on every row)."""
 
     churn: ModelBundle
     growth: ModelBundle
     churn_version: str
     growth_version: str
+
+    @functools.cached_property
+    def features(self) -> tuple[str, ...]:
+        """Every feature either model reads, in first-seen order (worked out once: the service asks per request)."""
+        return tuple(dict.fromkeys(self.churn.features + self.growth.features))
+
+    @functools.cached_property
+    def categorical(self) -> frozenset[str]:
+        """The features either model reads as categories."""
+        return frozenset(self.churn.categories) | frozenset(self.growth.categories)
 
 
 def load_models(churn_version: int | str | None = None, growth_version: int | str | None = None) -> Models:

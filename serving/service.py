@@ -76,7 +76,7 @@ UNTRACED = ["/lookup", "/score", "/model_info", "/reload"]
 @bentoml.service(
     name="tierwise",
     workers=1,
-    traffic={"timeout": 60, "max_concurrency": 256},
+    traffic={"timeout": 30, "max_concurrency": 256},  # BentoML holds a timer per request this long
     tracing={"excluded_urls": UNTRACED},
     logging={"access": {"enabled": settings.access_log()}},  # off by default; /metrics counts requests anyway
 )
