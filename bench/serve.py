@@ -152,7 +152,7 @@ def http_latencies(url: str, route: str, bodies: list[dict], concurrency: int) -
 
 def in_process(requests: int, data: dict) -> dict:
     """The same calls without HTTP: the service's lookup handler, and `checked_rows` + `score_answers`."""
-    from serving.online import ModelInputs, checked_rows, score_answers
+    from serving.online import checked_rows, score_answers
     from serving.service import TierwiseService
 
     svc = TierwiseService.inner()
@@ -164,7 +164,7 @@ def in_process(requests: int, data: dict) -> dict:
 
     def score(i: int, n: int = 1) -> None:
         models, book = svc.live.models, svc.live.book
-        checked = checked_rows([rows[(i + j) % len(rows)] for j in range(n)], ModelInputs.of(models))
+        checked = checked_rows([rows[(i + j) % len(rows)] for j in range(n)], models)
         json.dumps(score_answers([checked], models, svc.policy, book))
 
     out = {}

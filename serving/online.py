@@ -15,18 +15,18 @@ The answer says which book (as-of date, size) the proposal was made against.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import numpy as np
 
+from features.build import INFO
 from features.tables import DataError
 from serving.live import Book, lookup_answers
 from serving.registry import Models
 from serving.scoring import OUTPUT, score_columns
 from serving.tiers import Standing, TierPolicy, labels, place
 
-OPTIONAL = ("as_of", "insufficient_history", "renewal_date")
+OPTIONAL = ("as_of", *INFO)  # INFO: given per row, derived from the features where null
 
 
 class RowError(DataError):
@@ -37,19 +37,7 @@ class RowError(DataError):
         self.field = field
 
 
-@dataclass(frozen=True)
-class ModelInputs:
-    """What a posted row must carry for the models in service: every feature, and which are categories."""
-
-    features: tuple[str, ...]
-    categorical: frozenset[str]
-
-    @classmethod
-    def of(cls, models: Models) -> ModelInputs:
-        return cls(models.features, models.categorical)
-
-
-def checked_rows(rows: list[dict], inputs: ModelInputs, today: date | None = None) -> list[dict]:
+def checked_rows(rows: list[dict], models: Models, today: date | None = None) -> list[dict]:
     """Posted rows as the models read them, after checking every model feature is present and typed.
 
     Numbers may be null (a missing value, as in the batch features); categories are text or
@@ -66,29 +54,29 @@ def checked_rows(rows: list[dict], inputs: ModelInputs, today: date | None = Non
         if account in seen:
             raise RowError(f"rows[{i}].account_id", f"{account!r} already posted in rows[{seen[account]}]")
         seen[account] = i
-        missing = [f for f in inputs.features if f not in row]
+        missing = [f for f in models.features if f not in row]
         if missing:
             shown = ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else "")
             raise RowError(f"rows[{i}].{missing[0]}", f"missing model feature(s) {shown} (send null when unknown)")
         out = {key: row.get(key) for key in OPTIONAL}
         out["account_id"] = account
         out["as_of"] = out["as_of"] or today or datetime.now(UTC).date()
-        for name in inputs.features:
-            out[name] = checked_value(row[name], name in inputs.categorical, i, name)
+        for name in models.features:
+            out[name] = checked_value(row[name], name in models.categorical, i, name)
         clean.append(out)
     return clean
 
 
-def feature_columns(rows: list[dict], inputs: ModelInputs) -> dict[str, np.ndarray]:
+def feature_columns(rows: list[dict], models: Models) -> dict[str, np.ndarray]:
     """The feature arrays `score_columns` takes, by column name, from rows `checked_rows` passed.
 
     Arrays, not a DataFrame: building a frame of ~100 columns costs more than scoring a row.
     """
-    numeric = [f for f in inputs.features if f not in inputs.categorical]
+    numeric = [f for f in models.features if f not in models.categorical]
     block = np.array([[row[name] for name in numeric] for row in rows], dtype=float).reshape(len(rows), len(numeric))
-    columns = {key: np.array([row[key] for row in rows], dtype=object) for key in ("account_id", *inputs.categorical)}
+    columns = {key: np.array([row[key] for row in rows], dtype=object) for key in ("account_id", *models.categorical)}
     columns["as_of"] = np.array([row["as_of"] for row in rows], dtype="datetime64[s]")
-    for key in ("insufficient_history", "renewal_date"):  # given per row; derived where null
+    for key in INFO:
         if any(row[key] is not None for row in rows):
             columns[key] = np.array([row[key] for row in rows], dtype=object)
     return columns | {name: block[:, i] for i, name in enumerate(numeric)}
@@ -120,7 +108,7 @@ def score_answers(requests: list[list[dict]], models: Models, policy: TierPolicy
     so one caller's rows never fail another's.
     """
     rows = [row for request in requests for row in request]
-    features = feature_columns(rows, ModelInputs.of(models))
+    features = feature_columns(rows, models)
     stored = book_rows(book, features["account_id"])
     held = stored[stored >= 0]
     previous = None if book.stamp is None else {name: values[held] for name, values in book.previous.items()}
@@ -130,8 +118,9 @@ def score_answers(requests: list[list[dict]], models: Models, policy: TierPolicy
         if len(requests) == 1:
             raise
         return [score_answers([request], models, policy, book)[0] for request in requests]
-    answers = list(lookup_answers(with_proposals(scored, stored, [len(r) for r in requests], policy, book)).values())
-    bounds = np.cumsum([0] + [len(r) for r in requests])
+    sizes = [len(request) for request in requests]
+    answers = list(lookup_answers(with_proposals(scored, stored, sizes, policy, book)).values())
+    bounds = np.cumsum([0, *sizes])
     return [answers[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 

@@ -124,11 +124,11 @@ class TierwiseService:
     @bentoml.api(route="/score")
     async def score(self, rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_ROWS)]) -> dict:
         """Score posted feature rows with reasons and a tier proposal against the current book."""
-        from serving.online import ModelInputs, RowError, checked_rows
+        from serving.online import RowError, checked_rows
 
         models, book = self.live.models, self.live.book
         try:
-            checked = checked_rows([r.model_dump() for r in rows], ModelInputs.of(models))
+            checked = checked_rows([r.model_dump() for r in rows], models)
         except RowError as exc:
             return answer(400, {"error": str(exc), "field": exc.field})
         result = await self.batched_score(ScoreJob(checked, models, book))
@@ -165,10 +165,8 @@ class TierwiseService:
     def info(self) -> dict:
         """What `/model_info` answers."""
         from serving.live import stale_before
-        from serving.online import ModelInputs
 
         models, book = self.live.models, self.live.book
-        inputs = ModelInputs.of(models)
         return {
             "model_versions": {"churn": models.churn_version, "growth": models.growth_version},
             "models": {
@@ -178,10 +176,10 @@ class TierwiseService:
             "features": [
                 {
                     "name": name,
-                    "kind": "category" if name in inputs.categorical else "number",
+                    "kind": "category" if name in models.categorical else "number",
                     "description": models.churn.descriptions.get(name, name),
                 }
-                for name in inputs.features
+                for name in models.features
             ],
             "scores": {
                 "path": str(book.path),
