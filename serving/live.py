@@ -28,7 +28,7 @@ from features.tables import DataError
 from serving import registry
 from serving.store import read_store
 from serving.tiers import REQUIRED as TIERING_COLUMNS
-from serving.tiers import Standing, check_scored
+from serving.tiers import Standing, check_scored, held_tiers
 from tierwise import settings
 
 logger = logging.getLogger("tierwise.service")
@@ -130,8 +130,8 @@ def stored_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def held_standing(rows: pd.DataFrame) -> Standing:
     """The stored accounts as tiering reads them, each holding its stored tier."""
-    tier = rows["tier"] if "tier" in rows else pd.Series(None, index=rows.index, dtype=object)
-    return Standing.of(rows, tier.astype(object).where(tier.notna(), None).to_numpy(dtype=object))
+    tier = held_tiers(rows["tier"]) if "tier" in rows else np.full(len(rows), None, dtype=object)
+    return Standing.of(rows, tier)
 
 
 def last_value(frame: pd.DataFrame, column: str) -> str | None:

@@ -264,8 +264,12 @@ def previous_tier(account_ids: pd.Series, previous: pd.DataFrame | None) -> np.n
     if unknown.any():
         raise DataError(f"previous scores: tier has unknown value(s) {sorted(set(tiers[unknown]))[:3]}")
     last = pd.Series(tiers.to_numpy(), index=previous["account_id"].astype(str)).groupby(level=0).last()
-    found = account_ids.astype(str).map(last)
-    return found.astype(object).where(found.notna(), None).to_numpy(dtype=object)
+    return held_tiers(account_ids.astype(str).map(last))
+
+
+def held_tiers(tiers: pd.Series) -> np.ndarray:
+    """Tier names as `Standing` holds them: an object array, None where an account has no tier."""
+    return tiers.astype(object).where(tiers.notna(), None).to_numpy(dtype=object)
 
 
 def sticky(priority: np.ndarray, incumbent: np.ndarray, margin: float) -> np.ndarray:
