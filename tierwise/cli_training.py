@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +10,9 @@ from typing import Annotated
 import typer
 
 from features.errors import DataError
-from tierwise.cli import app, console, parse_date
+from tierwise.cli import Seed, app, console, parse_date
 
-# OpenMP threads that spin while waiting starve each other on small, busy machines; must be set
-# before LightGBM is first imported (see training/__init__.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+MAX_HORIZON_DAYS = 3650  # ten years: beyond it no export holds a single label window
 
 
 @app.command("train")
@@ -23,16 +20,20 @@ def train_cmd(
     data: Annotated[
         Path | None, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
     ] = None,
-    horizon_days: Annotated[int, typer.Option(help="Label horizon: churn or growth within this many days.")] = 90,
+    horizon_days: Annotated[
+        int, typer.Option(min=1, max=MAX_HORIZON_DAYS, help="Label horizon: churn or growth within this many days.")
+    ] = 90,
     as_of: Annotated[
         str | None, typer.Option(help="Last snapshot date YYYY-MM-DD (default: data end minus the horizon).")
     ] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "tierwise",
-    tune: Annotated[int, typer.Option(help="Optuna trials per model, inside the training folds (0: defaults).")] = 0,
-    seed: Annotated[int, typer.Option(help="Random seed: same data and seed give the same metrics.")] = 0,
+    tune: Annotated[
+        int, typer.Option(min=0, help="Optuna trials per model, inside the training folds (0: defaults).")
+    ] = 0,
+    seed: Seed = 0,
     capacity: Annotated[
         int | None,
-        typer.Option(help="K accounts the team covers (high-touch capacity); default 10% of accounts in force."),
+        typer.Option(min=1, help="K accounts the team covers (high-touch capacity); default 10% of accounts in force."),
     ] = None,
     table: Annotated[
         Path | None, typer.Option("--table", help="Flat one-row-per-account table (CSV/Parquet) instead of --data.")
@@ -68,7 +69,7 @@ def promote_cmd(
 
 
 @app.command("ui")
-def ui_cmd(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000) -> None:
+def ui_cmd(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000) -> None:
     """Start the MLflow UI on the tracking store tierwise uses."""
     from tierwise import settings
 
