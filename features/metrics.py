@@ -227,6 +227,7 @@ def yaml_metric(item: dict) -> Metric:
     missing = [k for k in need if k not in item]
     if missing:
         raise DataError(f"metrics file: metric {item.get('name', item)!r} lacks {', '.join(missing)}")
+    unknown_keys("metric", item, (*need, "family"))
     if not 0 < int(item["window_days"]) <= LOOKBACK:
         raise DataError(f"metrics file: metric {item['name']!r} needs 0 < window_days <= {LOOKBACK}")
     if item["agg"] not in AGGREGATES:
@@ -238,11 +239,22 @@ def yaml_metric(item: dict) -> Metric:
 
 def yaml_ratio(item: dict) -> Derived:
     """One declared ratio of two metrics."""
-    missing = [k for k in ("name", "numerator", "denominator", "description") if k not in item]
+    need = ("name", "numerator", "denominator", "description")
+    missing = [k for k in need if k not in item]
     if missing:
         raise DataError(f"metrics file: ratio {item.get('name', item)!r} lacks {', '.join(missing)}")
+    unknown_keys("ratio", item, (*need, "family"))
     family = item.get("family") or item["numerator"].split("__")[0]
     return Derived(slug_of(item["name"]), family, "ratio", item["numerator"], item["denominator"], item["description"])
+
+
+def unknown_keys(kind: str, item: dict, known: tuple[str, ...]) -> None:
+    """Refuse a declaration with a key tierwise does not read: a typo (`window_day`) would silently do nothing."""
+    unknown = sorted(map(str, set(item) - set(known)))
+    if unknown:
+        raise DataError(
+            f"metrics file: {kind} {item['name']!r} has unknown key(s) {', '.join(unknown)}; use {', '.join(known)}"
+        )
 
 
 def slug_of(text: str) -> str:

@@ -128,8 +128,9 @@ def main() -> None:
 
 
 def fail(message: str, code: int) -> None:
-    """Print one red error line (even when piped) and exit with `code`."""
-    console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True, highlight=False)
+    """Print one red error line and exit with `code`: never wrapped, a message of several lines joined by `; `."""
+    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    console.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True, highlight=False)
     sys.exit(code)
 
 
