@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from features.build import build_features
 from features.io import FORMULA_STARTS, output_file, read_user_table, write_table
+from features.pipeline import check_as_of
 from features.tables import DataError, load_tables
 from serving import reasons as rs
 from serving.registry import CHURN, CHURN_TABLE, GROWTH, Models, load_bundle, load_models, resolve_version
@@ -132,15 +133,6 @@ def score_table(table_path: Path, out: Path, id_col: str | None = None, version:
         scored["churn_model_version"] = version
         path = write_table(scored, out)
     return ScoreRun(path, scored)
-
-
-def check_as_of(as_of: date, data_end: pd.Timestamp) -> None:
-    """Refuse an as-of date after the data ends: every account would look inactive, hence at risk."""
-    if pd.Timestamp(as_of) > data_end:
-        raise DataError(
-            f"--as-of {as_of} is after the data ends ({data_end.date()} is the day after the last event): "
-            "features would see no recent activity; score on or before that day"
-        )
 
 
 def read_previous(path: Path) -> pd.DataFrame:

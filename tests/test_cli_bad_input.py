@@ -50,6 +50,8 @@ CASES = [
     ("features: unparseable date", "features --data {bad_date} --as-of {as_of} --out {out}/f.csv", "start_date"),
     ("features: end before start", "features --data {backwards} --as-of {as_of} --out {out}/f.csv", "end_date"),
     ("features: bad as-of", "features --data {data} --as-of 2026-13-01 --out {out}/f.csv", "'2026-13-01'"),
+    ("features: as-of after the data", "features --data {data} --as-of 2099-01-01 --out {out}/f.csv", "after the data"),
+    ("features: as-of before the data", "features --data {data} --as-of 1990-01-01 --out {out}/f.csv", "no account"),
     ("features: wrong suffix first", "features --data {missing} --as-of {as_of} --out {out}/f.xlsx", ".csv or"),
     ("features: out is a folder", "features --data {data} --as-of {as_of} --out {folder}", "is a folder"),
     ("features: parent is a file", "features --data {data} --as-of {as_of} --out {file}/f.csv", "is a file"),

@@ -39,7 +39,9 @@ def train_cmd(
         Path | None, typer.Option("--table", help="Flat one-row-per-account table (CSV/Parquet) instead of --data.")
     ] = None,
     target: Annotated[str | None, typer.Option(help="Table mode: the churn column (yes/no, true/false, 1/0).")] = None,
-    id_col: Annotated[str | None, typer.Option("--id", help="Table mode: the account id column.")] = None,
+    id_col: Annotated[
+        str | None, typer.Option("--id", help="Table mode: the account id column (the model remembers it for scoring).")
+    ] = None,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
