@@ -31,6 +31,7 @@ class ScoreRun:
     out: Path
     store: Path | None
     scored: pd.DataFrame
+    warnings: tuple[str, ...] = ()  # what loading dropped from the tables (QA accounts, duplicates, ...)
 
 
 def score_to_file(
@@ -73,7 +74,7 @@ def score_to_file(
         progress.update(step, description="writing")
         path = write_table(scored, out)
         store = write_store(scored)
-    return ScoreRun(path, store, scored)
+    return ScoreRun(path, store, scored, tuple(tables.quality.warnings()))
 
 
 def score_table(table_path: Path, out: Path, id_col: str = "account_id", version: int | None = None) -> ScoreRun:

@@ -39,6 +39,7 @@ def score(
     id_col: Annotated[str, typer.Option("--id", help="Table mode: the id column to keep.")] = "account_id",
 ) -> None:
     """Score every account active on a date with the champion models: risk, potential, reasons, tiers."""
+    from features.pipeline import print_warnings
     from serving.batch import score_table, score_to_file
 
     if table is not None:
@@ -55,6 +56,7 @@ def score(
         previous,
         {"churn": churn_version, "growth": growth_version},
     )
+    print_warnings(console, list(run.warnings))
     tiers = run.scored["tier"].value_counts().to_dict()
     console.print(
         f"[green]{len(run.scored):,} accounts scored as of {as_of} into {run.out}[/green]; "

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from features.errors import DataError
-from tierwise.cli import app, console, parse_date
+from tierwise.cli import MetricsFile, app, console, parse_date
 
 # OpenMP threads that spin while waiting starve each other on small, busy machines; must be set
 # before LightGBM is first imported (see training/__init__.py).
@@ -39,11 +39,14 @@ def train_cmd(
     ] = None,
     target: Annotated[str | None, typer.Option(help="Table mode: the churn column (yes/no, true/false, 1/0).")] = None,
     id_col: Annotated[str | None, typer.Option("--id", help="Table mode: the account id column.")] = None,
+    metrics: MetricsFile = None,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
         raise DataError("give either --data DIR (event tables) or --table FILE --target COL --id COL")
     if table is not None:
+        if metrics is not None:
+            raise DataError("--metrics declares event metrics: give it with --data, not with --table")
         if not target or not id_col:
             raise DataError("--table needs --target COL (the churn column) and --id COL (the account id)")
         from training.table_mode import train_table
@@ -52,7 +55,8 @@ def train_cmd(
         return
     from training.pipeline import train
 
-    train(data, horizon_days, parse_date(as_of) if as_of else None, experiment, tune, seed, console, capacity=capacity)
+    as_of_date = parse_date(as_of) if as_of else None
+    train(data, horizon_days, as_of_date, experiment, tune, seed, console, capacity=capacity, metrics_yaml=metrics)
 
 
 @app.command("promote")
