@@ -102,13 +102,15 @@ def screen_attributes(tables: Tables, declared: Attributes) -> AttributeScreen:
     accounts = tables.accounts
     candidates = [c for c in accounts.columns if c not in NOT_ATTRIBUTES]
     excluded: dict[str, str] = {}
-    missing = [c for c in (declared.static or ()) if c not in accounts.columns]
+    static = None if declared.static is None else {c.lower() for c in declared.static}
+    missing = sorted((static or set()) - {c.lower() for c in accounts.columns})
     if missing:
         raise DataError(f"metrics file: attributes.static names column(s) the accounts table lacks: {missing}")
+    exclude = {c.lower() for c in declared.exclude}
     for col in candidates:
-        if col in declared.exclude:
-            excluded[col] = "excluded by the metrics file"
-        elif declared.static is not None and col not in declared.static:
+        if col.lower() in exclude:
+            excluded[col] = "listed in attributes.exclude of the metrics file"
+        elif static is not None and col.lower() not in static:
             excluded[col] = "not declared static in the metrics file"
         elif is_date_like(accounts[col]):
             excluded[col] = "date-like: a date says when something happened (often the outcome), not what an account is"

@@ -279,7 +279,11 @@ def typed_column(table: str, col: str, kind: str, values: pd.Series, required: b
             converted = values  # already compact and stripped: keep the codes
         else:
             converted = values.astype("string").str.strip()
-            converted = converted.astype(str).where(values.notna(), None) if not required else converted.astype(str)
+            if required:
+                converted = converted.astype(str)
+            else:  # a blank optional value (an empty user_id) is a missing one
+                filled = values.notna().to_numpy() & (converted != "").fillna(False).to_numpy()
+                converted = converted.astype(str).where(filled, None)
         if required:
             fail_rows(table, col, values.isna() | (converted == ""), values.to_frame(), "empty value")
         return converted
@@ -308,11 +312,11 @@ def positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
 
 
 def is_clean_category(values: pd.Series) -> bool:
-    """A categorical of stripped text labels, as `read_parquet_compact` gives for clean ids."""
+    """A categorical of stripped, non-blank text labels, as `read_parquet_compact` gives for clean ids."""
     if not isinstance(values.dtype, pd.CategoricalDtype):
         return False
     labels = values.cat.categories
-    return pd.api.types.is_string_dtype(labels) and bool((labels == labels.str.strip()).all())
+    return pd.api.types.is_string_dtype(labels) and bool(((labels == labels.str.strip()) & (labels != "")).all())
 
 
 def fail_rows(table: str, col: str, bad: pd.Series, frame: pd.DataFrame, problem: str) -> None:
