@@ -49,7 +49,8 @@ class DataQuality:
     unknown_account_subscriptions: int = 0
     unknown_subscription_accounts: dict[str, int] = field(default_factory=dict)
     future_events: int = 0
-    future_cutoff: str | None = None  # events on or after this day were dropped
+    future_first: str | None = None  # the earliest day of a dropped future event
+    export_end: str | None = None  # the export's last day with events, when future events were dropped
     early_events: int = 0  # events more than EARLY_DAYS before their account's created_at
 
     def warnings(self) -> list[str]:
@@ -65,8 +66,8 @@ class DataQuality:
                 out.append(f"{table}: dropped {rows:,} row(s) of {len(ids):,} account(s) not in accounts: {named(ids)}")
         if self.future_events:
             out.append(
-                f"events: dropped {self.future_events:,} row(s) dated on or after {self.future_cutoff}, more than "
-                f"{FUTURE_GAP_DAYS} days after the rest of the export ends (a wrong device clock)"
+                f"events: dropped {self.future_events:,} row(s) dated {self.future_first} or later, more than "
+                f"{FUTURE_GAP_DAYS} days after the export's last day {self.export_end} (a wrong device clock)"
             )
         if self.early_events:
             out.append(
@@ -150,7 +151,7 @@ def validate_tables(frames: dict[str, pd.DataFrame], max_unknown_share: float | 
     events = events[~duplicate.to_numpy()] if duplicate.any() else events
     subs, stray_subs = known_accounts("subscriptions", subs, accounts, share)
     events, stray_events = known_accounts("events", events, accounts, share)
-    events, future_cutoff, future = drop_future(events)
+    events, late = drop_future(events)
     events, early = drop_early(events, accounts)
     quality = DataQuality(
         event_rows=event_rows,
@@ -159,8 +160,9 @@ def validate_tables(frames: dict[str, pd.DataFrame], max_unknown_share: float | 
         unknown_event_accounts=stray_events,
         unknown_account_subscriptions=sum(stray_subs.values()),
         unknown_subscription_accounts=stray_subs,
-        future_events=future,
-        future_cutoff=None if future_cutoff is None else str(future_cutoff.date()),
+        future_events=len(late),
+        future_first=str(late.min().date()) if len(late) else None,
+        export_end=str(events["timestamp"].max().date()) if len(late) and len(events) else None,
         early_events=early,
     )
     if events.empty:
@@ -209,8 +211,8 @@ def known_accounts(
     return frame[~unknown], {str(k): int(v) for k, v in stray.items()}
 
 
-def drop_future(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.Timestamp | None, int]:
-    """Drop events from far after the export ends (a device clock set to 2099); return the cutoff and count.
+def drop_future(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Drop events from far after the export ends (a device clock set to 2099); return the dropped timestamps.
 
     The export's end is found from its own days, not its last timestamp (which a single bad clock
     decides): start where `BULK_SHARE` of the events happened, walk forward over the days that
@@ -218,16 +220,15 @@ def drop_future(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.Timestamp | None
     has events every few days up to the day it was made; a wrong clock sits beyond such a gap.
     """
     if events.empty:
-        return events, None, 0
+        return events, events["timestamp"]
     bulk = events["timestamp"].quantile(BULK_SHARE).normalize()
     days = np.unique(events["timestamp"].dt.normalize().to_numpy())
     days = days[days >= bulk.to_datetime64()]
     gaps = np.flatnonzero(np.diff(days) > np.timedelta64(FUTURE_GAP_DAYS, "D"))
     if len(gaps) == 0:
-        return events, None, 0
-    cutoff = pd.Timestamp(days[gaps[0]]) + pd.Timedelta(days=1)
-    late = (events["timestamp"] >= cutoff).to_numpy()
-    return events[~late], cutoff, int(late.sum())
+        return events, events["timestamp"].iloc[:0]
+    late = (events["timestamp"] >= pd.Timestamp(days[gaps[0]]) + pd.Timedelta(days=1)).to_numpy()
+    return events[~late], events["timestamp"][late]
 
 
 def drop_early(events: pd.DataFrame, accounts: pd.DataFrame) -> tuple[pd.DataFrame, int]:
