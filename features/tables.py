@@ -1,8 +1,10 @@
 """Load the three input tables and hold them to the data contract.
 
 Bad input must stop here, with a message that names the table, the column and a few
-offending rows, so a user can fix their export instead of debugging a model. Everything
-downstream may then assume clean, typed frames.
+offending rows, so a user can fix their export instead of debugging a model. The ordinary
+junk of real exports (a QA account's events, a double-delivered batch, a device clock set to
+2099) is no reason to stop: it is dropped here and reported (`DataQuality`), so a data
+scientist sees what was cleaned. Everything downstream may then assume clean, typed frames.
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ NAMED_IDS = 5  # stray account ids a warning names before "and N more"
 BULK_SHARE = 0.99  # the bulk of an export: the time by which this share of its events happened
 FUTURE_GAP_DAYS = 30  # a silence this long after the bulk ends the export; events beyond it are clock errors
 EARLY_DAYS = 90  # events this long before their account's created_at are impossible (trials start days early)
+QUALITY_COUNTS = (
+    "event_rows",
+    "duplicate_events",
+    "unknown_account_events",
+    "unknown_account_subscriptions",
+    "future_events",
+    "early_events",
+)
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,9 @@ class DataQuality:
             )
         return out
 
-    def metrics(self) -> dict[str, float]:
-        """The counts as numbers, for an MLflow run."""
-        names = ("event_rows", "duplicate_events", "unknown_account_events", "unknown_account_subscriptions")
-        return {name: float(getattr(self, name)) for name in (*names, "future_events", "early_events")}
+    def counts(self) -> dict[str, float]:
+        """The row counts as numbers, for an MLflow run's metrics."""
+        return {name: float(getattr(self, name)) for name in QUALITY_COUNTS}
 
     def to_dict(self) -> dict:
         """Everything, as plain data (the run's `data_quality.json`)."""
@@ -128,13 +137,11 @@ def load_tables(data_dir: Path | str) -> Tables:
     return validate_tables({name: read_table(data_dir, name) for name in TABLES})
 
 
-def validate_tables(frames: dict[str, pd.DataFrame], max_unknown_share: float | None = None) -> Tables:
+def validate_tables(frames: dict[str, pd.DataFrame]) -> Tables:
     """Type and check raw frames (as read from files) against the data contract, and drop their junk.
 
-    Args:
-        frames: the three tables by name.
-        max_unknown_share: the share of a table's rows that may name unknown accounts and be
-            dropped; above it the table is refused (default: `settings.max_unknown_account_share()`).
+    The junk every real export has (rows of unknown accounts, duplicate events, impossible
+    timestamps) is dropped and counted in `Tables.quality`; see `load_tables` for what is refused.
     """
     typed = {name: typed_table(name, frames[name]) for name in TABLES}
     subs, accounts = typed["subscriptions"], typed["accounts"]
@@ -144,7 +151,7 @@ def validate_tables(frames: dict[str, pd.DataFrame], max_unknown_share: float | 
         "subscriptions", "end_date", subs["end_date"] <= subs["start_date"], subs, "end_date must be after start_date"
     )
     fail_rows("accounts", "account_id", accounts["account_id"].duplicated(), accounts, "account_id must be unique")
-    share = unknown_share_limit() if max_unknown_share is None else max_unknown_share
+    share = unknown_share_limit()
     events = typed["events"]
     event_rows = len(events)
     duplicate = duplicate_rows(events)
@@ -226,8 +233,7 @@ def known_accounts(
             f"{max_share:.1%} that TIERWISE_MAX_UNKNOWN_ACCOUNT_SHARE allows to drop: is the join key broken?)",
         )
     counts = frame.loc[unknown, "account_id"].astype(str).value_counts(sort=False)
-    stray = dict(sorted(counts[counts > 0].items(), key=lambda kv: (-kv[1], kv[0])))
-    return frame[~unknown], {str(k): int(v) for k, v in stray.items()}
+    return frame[~unknown], {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 def drop_future(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:

@@ -20,7 +20,7 @@ def log_data_quality(snap: Snapshots) -> None:
     chosen = snap.features.metrics.attributes.chosen or ()
     excluded = screen.excluded if screen is not None else {}
     mlflow.log_metrics(
-        {f"data_quality_{name}": value for name, value in quality.metrics().items()}
+        {f"data_quality_{name}": value for name, value in quality.counts().items()}
         | {"data_quality_excluded_attributes": float(len(excluded))}
     )
     mlflow.log_params(
