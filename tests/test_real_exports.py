@@ -316,17 +316,23 @@ def test_a_model_without_user_ids_has_no_user_features_and_says_nothing_of_users
 
 
 def test_scoring_uses_the_declarations_stored_with_the_model_never_the_default_file(export_run, tmp_path, monkeypatch):
-    from serving.batch import score_to_file
+    from typer.testing import CliRunner
+
     from serving.registry import load_models
+    from tierwise.cli import app
 
     monkeypatch.setattr(features.metrics, "DEFAULT_YAML", tmp_path / "removed.yaml")
     with pytest.raises(DataError, match="removed.yaml"):  # whoever still read the default file would fail
         default_metric_set(["login"])
     models = load_models()
     assert "logins_14d" in models.churn.features and "segment" not in models.churn.features
-    as_of = load_tables(export_run["data"]).data_end.date()
-    run = score_to_file(export_run["data"], as_of, tmp_path / "s.parquet")
-    assert len(run.scored) > 0 and run.scored["churn_risk"].between(0, 1).all()
+    as_of = str(load_tables(export_run["data"]).data_end.date())
+    out = tmp_path / "s.csv"
+    done = CliRunner().invoke(app, ["score", "--data", str(export_run["data"]), "--as-of", as_of, "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "warning: events: dropped 25 row(s) of 1 account(s) not in accounts: internal-qa-bot" in done.output
+    scored = pd.read_csv(out)
+    assert len(scored) > 0 and scored["churn_risk"].between(0, 1).all()
 
 
 def test_train_cli_refuses_a_bad_metrics_file_before_any_work(demo_dir, tmp_path, fresh_store):
