@@ -23,9 +23,12 @@ def train_cmd(
     data: Annotated[
         Path | None, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
     ] = None,
-    horizon_days: Annotated[int, typer.Option(help="Label horizon: churn or growth within this many days.")] = 90,
+    horizon_days: Annotated[
+        int, typer.Option(help="Label horizon: churn or growth within this many days (e.g. 30 for monthly plans).")
+    ] = 90,
     as_of: Annotated[
-        str | None, typer.Option(help="Last snapshot date YYYY-MM-DD (default: data end minus the horizon).")
+        str | None,
+        typer.Option(help="Last snapshot date YYYY-MM-DD (default: data end minus the horizon and the churn grace)."),
     ] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "tierwise",
     tune: Annotated[int, typer.Option(help="Optuna trials per model, inside the training folds (0: defaults).")] = 0,
@@ -39,6 +42,12 @@ def train_cmd(
     ] = None,
     target: Annotated[str | None, typer.Option(help="Table mode: the churn column (yes/no, true/false, 1/0).")] = None,
     id_col: Annotated[str | None, typer.Option("--id", help="Table mode: the account id column.")] = None,
+    churn_grace_days: Annotated[
+        int, typer.Option(help="A new term starting at most this many days after the old one ended is not churn.")
+    ] = 14,
+    growth_min_increase: Annotated[
+        float, typer.Option(help="Growth needs ARR up by at least this share over the horizon (0.10 = 10%).")
+    ] = 0.10,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
@@ -50,9 +59,12 @@ def train_cmd(
 
         train_table(table, target, id_col, experiment=experiment, seed=seed, capacity=capacity, console=console)
         return
+    from features.subscriptions import LabelRules
     from training.pipeline import train
 
-    train(data, horizon_days, parse_date(as_of) if as_of else None, experiment, tune, seed, console, capacity=capacity)
+    rules = LabelRules(churn_grace_days, growth_min_increase)
+    as_of_date = parse_date(as_of) if as_of else None
+    train(data, horizon_days, as_of_date, experiment, tune, seed, console, capacity=capacity, label_rules=rules)
 
 
 @app.command("promote")

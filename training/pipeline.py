@@ -1,10 +1,10 @@
 """`tierwise train`: snapshots -> backtested, calibrated LightGBM models -> one MLflow run -> registry.
 
-One public function, `train`. Stages: load and validate the tables; build monthly labelled
-snapshots; per target (churn, growth) optionally tune inside the first fold's training window,
-run the rolling-origin backtest against both baselines, fit the final model on every snapshot
-with the backtest's rounds and Platt calibration; then log and register both models and decide
-their aliases.
+One public function, `train`. Stages: load and validate the tables; build labelled snapshots
+(monthly, or weekly for a short history); per target (churn, growth) optionally tune inside the
+first fold's training window, run the rolling-origin backtest against both baselines, fit the final
+model on every snapshot with the backtest's rounds and Platt calibration; then log and register both
+models and decide their aliases.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
 from features.bundle import ModelBundle
+from features.subscriptions import LabelRules
 from features.tables import load_tables
 from training import calibration, model
-from training.backtest import Backtest, rolling_folds, run_backtest
+from training.backtest import Backtest, run_backtest
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
 from training.report import summary_table
@@ -55,19 +56,22 @@ def train(
     console: Console | None = None,
     capacity: int | None = None,
     max_rounds: int = model.MAX_ROUNDS,
+    label_rules: LabelRules | None = None,
 ) -> TrainResult:
     """Train, backtest, log and register the churn and growth models from a data folder.
 
     Args:
         data_dir: folder with accounts, subscriptions and events.
         horizon_days: label horizon H: churn/growth within H days of each as-of date.
-        as_of: last snapshot date considered (default: the data's end minus the horizon).
+        as_of: last snapshot date considered (default: the data's end minus the label window,
+            i.e. the horizon plus the churn grace period).
         experiment: MLflow experiment name.
         tune: optuna trials per target (0: the default parameters).
         seed: seeds LightGBM and optuna; the same data and seed give the same metrics.
         console: where progress and the summary go.
         capacity: K for "recall of ARR at risk in the top K" (default 10% of accounts in force per date).
         max_rounds: ceiling on boosting rounds (early stopping usually ends sooner).
+        label_rules: churn grace period and growth minimum increase (default `LabelRules()`).
 
     Raises:
         DataError: bad tables, too little history, or no positive label.
@@ -77,8 +81,9 @@ def train(
         task = progress.add_task("loading tables", total=2 + 2 * len(TARGETS))
         tables = load_tables(data_dir)
         progress.update(task, advance=1, description="building snapshots")
-        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None)
+        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, label_rules)
         progress.update(task, advance=1)
+        console.print(snapshot_line(snap), soft_wrap=True)
         experiment_id = use_experiment(experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train as of {snap.frame['as_of'].max().date()}"):
             common = log_inputs(snap, tune, seed, capacity)
@@ -93,15 +98,28 @@ def train(
     return finish(run_id, fitted, published, console)
 
 
+def snapshot_line(snap: Snapshots) -> str:
+    """One line for the training output: how the history was cut into snapshots and folds."""
+    dates = snap.frame["as_of"]
+    return (
+        f"{dates.nunique()} {snap.cadence.name} snapshots ({dates.min().date()} to {dates.max().date()}), "
+        f"{len(snap.folds())} backtest folds; labels: {snap.horizon_days}-day horizon, churn grace "
+        f"{snap.rules.churn_grace_days} days, growth at least +{snap.rules.growth_min_increase:.0%} ARR"
+    )
+
+
 def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> dict:
     """Log params, data fingerprint and the feature list; return the facts every bundle records."""
     frame, fs, events = snap.frame, snap.features, snap.tables.events
-    folds = rolling_folds(frame["as_of"], snap.horizon_days)
+    folds = snap.folds()
     common = {
         "data_fingerprint": fingerprint(snap.tables),
         "data_start": str(events["timestamp"].min().date()),
         "data_end": str(snap.tables.data_end.date()),
         "horizon_days": snap.horizon_days,
+        **snap.rules.as_dict(),
+        "snapshot_cadence": snap.cadence.name,
+        "n_folds": len(folds),
         "train_first_as_of": str(frame["as_of"].min().date()),
         "train_last_as_of": str(frame["as_of"].max().date()),
         "n_snapshots": len(frame),
@@ -110,7 +128,9 @@ def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> d
         "capacity": capacity,
     }
     common["backtest_id"] = hashlib.sha256(
-        json.dumps([common["data_fingerprint"], snap.horizon_days, common["fold_origins"], tune, seed]).encode()
+        json.dumps(
+            [common["data_fingerprint"], snap.horizon_days, snap.rules.as_dict(), common["fold_origins"], tune, seed]
+        ).encode()
     ).hexdigest()[:16]
     mlflow.log_params(
         {k: v for k, v in common.items() if k != "fold_origins"}
@@ -144,12 +164,12 @@ def fit_target(
     """Backtest one target, then fit its final model on every snapshot, calibrated out of time."""
     fs, frame = snap.features, snap.frame
     X, y = fs.matrix, frame[target].to_numpy(dtype=int)
-    folds = rolling_folds(frame["as_of"], snap.horizon_days)
+    folds = snap.folds()
     params = model.params_for(seed)
     if tune:
-        params |= tune_params(X, y, frame["as_of"], folds[0].train, snap.horizon_days, params, tune, seed, max_rounds)
+        params |= tune_params(X, y, frame["as_of"], folds[0].train, snap.window_days, params, tune, seed, max_rounds)
         mlflow.log_params({f"{target}_tuned_{k}": v for k, v in params.items() if k in model.PARAMS})
-    bt = run_backtest(frame, X, target, fs.categorical, snap.horizon_days, params, max_rounds, capacity, folds)
+    bt = run_backtest(frame, X, target, fs.categorical, snap.window_days, params, max_rounds, capacity, folds)
     booster = model.fit(X, y, params, bt.final_rounds)
     info = common | {
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
