@@ -2,7 +2,8 @@
 
 "State at as-of T" means the contracts in force on the last day before T (start < T <= end),
 using only subscription rows that started before T, so a renewal signed on T is not seen.
-Labels use the same rule at T + horizon, which keeps features and labels consistent.
+Labels use the same rule at T + horizon, which keeps features and labels consistent; how a CS team
+counts a late renewal or a price escalator is a `LabelRules`.
 """
 
 from __future__ import annotations
@@ -70,8 +71,11 @@ class LabelRules:
     def __post_init__(self) -> None:
         if self.churn_grace_days < 0:
             raise DataError(f"churn grace period must be >= 0 days, not {self.churn_grace_days}")
-        if not 0 <= self.growth_min_increase < 10:
-            raise DataError(f"growth minimum increase must be a share in [0, 10), not {self.growth_min_increase}")
+        if not 0 <= self.growth_min_increase <= 1:  # 5 for 5% would silently mean +500%
+            raise DataError(
+                "growth minimum increase is a share of ARR between 0 and 1 (0.10 = 10%), "
+                f"not {self.growth_min_increase}"
+            )
 
     def window_days(self, horizon_days: int) -> int:
         """Days after T a label may look at: the horizon plus the grace period for a late renewal."""
@@ -81,7 +85,9 @@ class LabelRules:
         return asdict(self)
 
 
-def labels(subs: pd.DataFrame, dates: pd.DatetimeIndex, horizon_days: int, rules: LabelRules | None = None):
+def labels(
+    subs: pd.DataFrame, dates: pd.DatetimeIndex, horizon_days: int, rules: LabelRules | None = None
+) -> pd.DataFrame:
     """Churn and growth labels per (account_id, as_of) for accounts active at as_of, and the ARR uplift.
 
     churn: in force at T, not in force at T+H, and no new term starting within the grace period after
@@ -98,7 +104,7 @@ def labels(subs: pd.DataFrame, dates: pd.DatetimeIndex, horizon_days: int, rules
     lapsed = out["arr_later"].isna()
     out["churn"] = (lapsed & ~renewed_late(subs, out.loc[lapsed, ["account_id", "as_of"]], shift, rules)).astype(int)
     out["uplift"] = out["arr_later"] / out["arr"].where(out["arr"] > 0) - 1
-    up = out["arr_later"] - out["arr"]
+    up = out["arr_later"] - out["arr"]  # the tolerance keeps 1000 -> 1100 at +10% despite float rounding
     out["growth"] = ((up > 0) & (up >= rules.growth_min_increase * out["arr"] * (1 - 1e-9))).astype(int)
     return out[["account_id", "as_of", "churn", "growth", "uplift"]]
 

@@ -129,8 +129,9 @@ def test_an_escalator_is_not_growth_but_an_expansion_is():
 def test_bad_label_rules_are_refused():
     with pytest.raises(DataError, match="grace period must be >= 0"):
         LabelRules(churn_grace_days=-1)
-    with pytest.raises(DataError, match="minimum increase"):
-        LabelRules(growth_min_increase=-0.1)
+    for share in (-0.1, 5):  # 5 meaning 5% would be +500%
+        with pytest.raises(DataError, match="minimum increase is a share of ARR between 0 and 1"):
+            LabelRules(growth_min_increase=share)
 
 
 def test_snapshots_need_their_label_window_grace_included(short_books):
@@ -218,28 +219,33 @@ def test_a_young_company_trains_end_to_end(short_books, fresh_store, months, hor
     for bundle in (churn, growth):
         assert bundle.info["snapshot_cadence"] == "weekly" and bundle.info["horizon_days"] == horizon
         assert bundle.info["churn_grace_days"] == 7 and bundle.info["growth_min_increase"] == 0.05
+    card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/churn_report/model_card.md")
+    assert f"within the horizon\n({horizon} days)" in card and "up to 7 days late" in card and "weekly as-of" in card
     # expected expansion uses the growth the labels counted: every counted uplift is at least +5%
     assert growth.info["mean_uplift"] >= 0.05
     assert growth.info["mean_uplift"] == pytest.approx(snap.frame.loc[snap.frame["growth"] == 1, "uplift"].mean())
 
 
 @pytest.mark.slow
-def test_cli_trains_a_monthly_plan_horizon_and_logs_its_label_rules(cli_books, fresh_store):
+def test_cli_trains_three_months_with_a_monthly_plan_horizon_and_logs_its_label_rules(cli_books, fresh_store):
+    # three months are refused at the defaults (below); a 30-day horizon without grace fits them
     proc = subprocess.run(
-        [sys.executable, "-m", "tierwise", "train", "--data", str(cli_books[6]), "--horizon-days", "30",
-         "--churn-grace-days", "10", "--growth-min-increase", "0.08"],
+        [sys.executable, "-m", "tierwise", "train", "--data", str(cli_books[3]), "--horizon-days", "30",
+         "--churn-grace-days", "0", "--growth-min-increase", "0.08"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "weekly snapshots" in proc.stderr and "30-day horizon" in proc.stderr
+    assert "weekly snapshots" in proc.stderr and "labels: 30-day horizon, churn grace 0 days" in proc.stderr
     mlflow.set_tracking_uri(f"sqlite:///{fresh_store / 'mlflow.db'}")
-    run = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("tierwise").experiment_id])[0]
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("tierwise").experiment_id])[0]
     params = run.data.params
-    assert (params["horizon_days"], params["churn_grace_days"], params["growth_min_increase"]) == ("30", "10", "0.08")
-    # everything followed the 30-day horizon: the last snapshot is the last week whose 30 + 10 days closed
+    assert (params["horizon_days"], params["churn_grace_days"], params["growth_min_increase"]) == ("30", "0", "0.08")
+    assert params["snapshot_cadence"] == "weekly" and int(params["n_folds"]) >= MIN_FOLDS
+    # everything followed the 30-day horizon: the last snapshot is the last Monday whose 30 days closed
     last = pd.Timestamp(params["train_last_as_of"])
-    assert last + pd.Timedelta(days=40) <= DATA_END < last + pd.Timedelta(days=47)
-    snap = snapshots(load_tables(cli_books[6]), 30, rules=LabelRules(10, 0.08))
+    assert last + pd.Timedelta(days=30) <= DATA_END < last + pd.Timedelta(days=37)
+    snap = snapshots(load_tables(cli_books[3]), 30, rules=LabelRules(0, 0.08))
     assert int(params["n_snapshots"]) == len(snap.frame)
 
 
@@ -247,7 +253,7 @@ def test_cli_trains_a_monthly_plan_horizon_and_logs_its_label_rules(cli_books, f
     ("args", "message"),
     [
         (["--churn-grace-days", "-3"], "grace period must be >= 0"),
-        (["--growth-min-increase", "-0.5"], "minimum increase"),
+        (["--growth-min-increase", "10"], "minimum increase is a share of ARR"),
         (["--horizon-days", "0"], "horizon must be at least 1 day"),
         (["--horizon-days", "90"], "needs about"),
     ],

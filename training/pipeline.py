@@ -81,7 +81,7 @@ def train(
         task = progress.add_task("loading tables", total=2 + 2 * len(TARGETS))
         tables = load_tables(data_dir)
         progress.update(task, advance=1, description="building snapshots")
-        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, label_rules)
+        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, rules=label_rules)
         progress.update(task, advance=1)
         console.print(snapshot_line(snap), soft_wrap=True)
         experiment_id = use_experiment(experiment)
