@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.build import WEEKLY, build_snapshots
+from features.build import MIN_HISTORY_DAYS, MIN_WARM_UP_DAYS, WEEKLY, build_snapshots, first_snapshot
 from features.demo_world import write_demo_world
 from features.io import write_table
 from features.subscriptions import LabelRules, labels
-from features.tables import DataError, load_tables
+from features.tables import DataError, Tables, load_tables
 from training.backtest import MIN_FOLDS, rolling_folds
 from training.pipeline import train
 from training.registry import load_bundle
@@ -126,6 +126,11 @@ def test_an_escalator_is_not_growth_but_an_expansion_is():
     assert label_at(renewed_at(1200.0), "2025-12-01", 90, rules)["uplift"] == pytest.approx(0.2)
 
 
+def test_a_horizon_below_one_day_is_refused(short_books):
+    with pytest.raises(DataError, match="horizon must be at least 1 day"):
+        snapshots(load_tables(short_books[6]), 0)
+
+
 def test_bad_label_rules_are_refused():
     with pytest.raises(DataError, match="grace period must be >= 0"):
         LabelRules(churn_grace_days=-1)
@@ -159,6 +164,19 @@ def test_short_history_gets_weekly_snapshots_and_honest_folds(short_books, month
     dates = pd.DatetimeIndex(snap.frame["as_of"].unique()).sort_values()
     assert (dates.day_of_week == 0).all() and (np.diff(dates) == pd.Timedelta(days=7)).all()
     assert_honest_folds(snap.folds(), snap.frame["as_of"], horizon + 14)
+
+
+def test_warm_up_waits_for_whole_windows_only_where_the_export_cuts_accounts_short(world, short_books):
+    start = months_of_history(7)
+    young = load_tables(short_books[7])
+    assert first_snapshot(young) == start + pd.Timedelta(days=MIN_WARM_UP_DAYS)
+    # an established company whose analytics export keeps only the last seven months of events
+    full = load_tables(world)
+    cut = Tables(full.accounts, full.subscriptions, full.events[full.events["timestamp"] >= start])
+    assert first_snapshot(cut) == start + pd.Timedelta(days=MIN_HISTORY_DAYS)
+    snap = snapshots(cut, 60)
+    assert snap.cadence == WEEKLY and snap.frame["as_of"].min() >= start + pd.Timedelta(days=MIN_HISTORY_DAYS)
+    assert_honest_folds(snap.folds(), snap.frame["as_of"], snap.window_days)
 
 
 def test_too_short_a_history_says_exactly_how_much_more_it_needs(world, tmp_path):
@@ -254,7 +272,6 @@ def test_cli_trains_three_months_with_a_monthly_plan_horizon_and_logs_its_label_
     [
         (["--churn-grace-days", "-3"], "grace period must be >= 0"),
         (["--growth-min-increase", "10"], "minimum increase is a share of ARR"),
-        (["--horizon-days", "0"], "horizon must be at least 1 day"),
         (["--horizon-days", "90"], "needs about"),
     ],
 )

@@ -60,10 +60,11 @@ def train_cmd(
         train_table(table, target, id_col, experiment=experiment, seed=seed, capacity=capacity, console=console)
         return
     from features.subscriptions import LabelRules
+
+    rules = LabelRules(churn_grace_days, growth_min_increase)  # bad rules are refused before the slow imports
+    as_of_date = parse_date(as_of) if as_of else None
     from training.pipeline import train
 
-    rules = LabelRules(churn_grace_days, growth_min_increase)
-    as_of_date = parse_date(as_of) if as_of else None
     train(data, horizon_days, as_of_date, experiment, tune, seed, console, capacity=capacity, label_rules=rules)
 
 

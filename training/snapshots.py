@@ -118,9 +118,8 @@ def last_date_needed(tables: Tables, cadence: Cadence, window_days: int) -> pd.T
     `MIN_TRAIN_DATES` training dates, the first validation date a label window after the last of them,
     and `MIN_FOLDS` validation dates in all, one per fold.
     """
-    step = pd.tseries.frequencies.to_offset(cadence.freq)
-    grid = pd.date_range(first_snapshot(tables), periods=MIN_TRAIN_DATES, freq=step)
-    first_valid = pd.date_range(grid[-1] + pd.Timedelta(days=window_days), periods=MIN_FOLDS, freq=step)
+    grid = pd.date_range(first_snapshot(tables), periods=MIN_TRAIN_DATES, freq=cadence.freq)
+    first_valid = pd.date_range(grid[-1] + pd.Timedelta(days=window_days), periods=MIN_FOLDS, freq=cadence.freq)
     return first_valid[-1]
 
 
