@@ -23,7 +23,7 @@ from features.demo_world import write_demo_world
 from features.io import write_table
 from features.subscriptions import LabelRules, labels
 from features.tables import DataError, Tables, load_tables
-from training.backtest import MIN_FOLDS, rolling_folds
+from training.backtest import MIN_FOLDS, block_size, fold_plan, rolling_folds
 from training.pipeline import train
 from training.registry import load_bundle
 from training.snapshots import choose_cadence, snapshots
@@ -206,6 +206,16 @@ def test_too_short_a_history_says_exactly_how_much_more_it_needs(world, tmp_path
 
     assert fits(more) and not fits(more - 1)  # the number is computed, not guessed
     assert fits(0, shorter) and not fits(0, shorter + 1)
+
+
+def test_folds_shrink_then_fall_to_two_as_the_label_window_grows():
+    dates = pd.date_range("2026-03-02", periods=16, freq="W-MON")
+    # validation can start 2 dates + the window in; 3 folds of up to 13 weeks, fewer and shorter as room shrinks
+    assert fold_plan(dates, 30, block_size(7)) == (3, 3)
+    assert fold_plan(dates, 74, block_size(7)) == (3, 1)
+    assert fold_plan(dates, 90, block_size(7)) == (2, 1)
+    assert fold_plan(dates, 104, block_size(7)) is None
+    assert block_size(30) == 3 and block_size(7) == 13
 
 
 def test_no_fold_ever_trains_on_an_open_label_window():
