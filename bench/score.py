@@ -26,7 +26,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.build import build_features, build_snapshots, monthly_dates
+from features.build import build_features, build_snapshots, snapshot_dates
 from features.bundle import ModelBundle
 from features.demo_world import write_demo_world
 from features.tables import load_tables
@@ -72,7 +72,7 @@ def main() -> None:
 
 def trained_models(tables) -> Models:
     """Churn and growth bundles trained quickly on monthly snapshots of the demo world (calibrated in-sample)."""
-    snaps = build_snapshots(tables, monthly_dates(tables, 90), 90)
+    snaps = build_snapshots(tables, snapshot_dates(tables, window_days=90), 90)
     bundles = []
     for target in ("churn", "growth"):
         bundle = ModelBundle(

@@ -14,7 +14,7 @@ import pandas as pd
 from features.attributes import AttributeScreen, screen_attributes
 from features.engine import encode_events, window_metrics
 from features.metrics import ALL_EVENTS, SEAT_UTILISATION, MetricSet, default_metric_set
-from features.subscriptions import labels, subscription_features
+from features.subscriptions import LabelRules, labels, subscription_features
 from features.tables import DataError, Tables
 
 KEYS = ["account_id", "as_of"]
@@ -31,6 +31,21 @@ CONTRACT = {  # name: (description, actionable by a CSM)
 }
 MIN_HISTORY_DAYS = 30
 USERS_30D = f"{ALL_EVENTS}__users_30d"  # the active users seat utilisation divides by seats
+MIN_WARM_UP_DAYS = 7  # the shortest metric window: no snapshot before a week of events
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """How often training snapshots are taken: a pandas frequency and its nominal length in days."""
+
+    name: str
+    freq: str
+    days: int
+
+
+MONTHLY = Cadence("monthly", "MS", 30)
+WEEKLY = Cadence("weekly", "W-MON", 7)
+CADENCES = (MONTHLY, WEEKLY)  # coarsest first: a finer cadence only when the history is too short for it
 
 
 @dataclass
@@ -136,26 +151,53 @@ def with_attributes(tables: Tables, metrics: MetricSet) -> tuple[MetricSet, Attr
     return metrics, None
 
 
-def build_snapshots(tables: Tables, as_of_dates: list | pd.DatetimeIndex, horizon_days: int = 90, **kw) -> FeatureSet:
-    """Training rows: features plus `churn` and `growth` labels, only where the horizon has elapsed."""
+def build_snapshots(
+    tables: Tables,
+    as_of_dates: list | pd.DatetimeIndex,
+    horizon_days: int = 90,
+    rules: LabelRules | None = None,
+    **kw,
+) -> FeatureSet:
+    """Training rows: features, `churn` and `growth` labels and the ARR `uplift`, where the label window closed.
+
+    The label window is the horizon plus the churn grace period (`LabelRules.window_days`): a date
+    whose window runs past the data's end cannot know its outcome and is left out.
+    """
+    rules = rules or LabelRules()
+    window = rules.window_days(horizon_days)
     dates = pd.DatetimeIndex(pd.to_datetime(list(as_of_dates))).normalize()
-    dates = dates[dates + pd.Timedelta(days=horizon_days) <= tables.data_end]
+    dates = dates[dates + pd.Timedelta(days=window) <= tables.data_end]
     if len(dates) == 0:
         raise DataError(
-            f"no as-of date leaves {horizon_days} days of outcome before the data ends on "
+            f"no as-of date leaves {window} days of outcome ({horizon_days}-day horizon + "
+            f"{rules.churn_grace_days} days' churn grace) before the data ends on "
             f"{tables.data_end.date()}: the data has too little history to train on"
         )
     features = build_features(tables, dates, **kw)
-    target = labels(tables.subscriptions, pd.DatetimeIndex(features.frame["as_of"].unique()), horizon_days)
+    target = labels(tables.subscriptions, pd.DatetimeIndex(features.frame["as_of"].unique()), horizon_days, rules)
     features.frame = features.frame.merge(target, on=KEYS, how="left", validate="one_to_one")
     return features
 
 
-def monthly_dates(tables: Tables, horizon_days: int = 0, last: pd.Timestamp | None = None) -> pd.DatetimeIndex:
-    """Month starts from the second month of data up to `last` (default: data end minus the horizon)."""
-    first = tables.events["timestamp"].min().normalize() + pd.offsets.MonthBegin(2)
-    last = last if last is not None else tables.data_end - pd.Timedelta(days=horizon_days)
-    return pd.date_range(first, last, freq="MS")
+def snapshot_dates(
+    tables: Tables, cadence: Cadence = MONTHLY, window_days: int = 0, last: pd.Timestamp | None = None
+) -> pd.DatetimeIndex:
+    """As-of dates at `cadence` from the end of the warm-up up to `last` (default: data end minus `window_days`)."""
+    last = last if last is not None else tables.data_end - pd.Timedelta(days=window_days)
+    return pd.date_range(first_snapshot(tables), last, freq=cadence.freq)
+
+
+def first_snapshot(tables: Tables) -> pd.Timestamp:
+    """The earliest as-of date worth a snapshot: the first event plus a warm-up.
+
+    Accounts created before the export starts have history it does not hold, so their 30-day
+    windows are only whole a month in: the warm-up is the days the export misses of the oldest
+    account, between a week and `MIN_HISTORY_DAYS`. A young company's export starts with its
+    first account, so a week of events is enough and a six-month history keeps its snapshots.
+    """
+    start = tables.events["timestamp"].min().normalize()
+    missed = (start - tables.accounts["created_at"].min()).days
+    return start + pd.Timedelta(days=min(max(missed, MIN_WARM_UP_DAYS), MIN_HISTORY_DAYS))
 
 
 def is_numeric(values: pd.Series) -> bool:

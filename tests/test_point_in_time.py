@@ -12,6 +12,7 @@ import pytest
 from features.build import build_features, build_snapshots
 from features.engine import encode_events, window_metrics
 from features.metrics import LOOKBACK, default_metric_set
+from features.subscriptions import LabelRules
 from features.tables import Tables
 from tests.world import EVENTS, small_world
 
@@ -108,23 +109,41 @@ def test_engine_matches_duckdb_running_each_metric_sql(world):
         np.testing.assert_allclose(ours[metric.name], expected.astype(float), equal_nan=True, err_msg=metric.name)
 
 
-def test_labels_follow_the_design(world):
+@pytest.mark.parametrize("rules", [LabelRules(), LabelRules(churn_grace_days=0, growth_min_increase=0.0)])
+def test_labels_follow_the_design(world, rules):
     horizon = 90
-    snaps = build_snapshots(world, AS_OF, horizon).frame
+    snaps = build_snapshots(world, AS_OF, horizon, rules).frame
     subs = world.subscriptions
 
-    def arr_on(acct, day):  # in force on the day before `day`: start < day <= end
-        rows = subs[(subs.account_id == acct) & (subs.start_date < day) & (day <= subs.end_date)]
+    def covered(acct, day):  # a row is active on day d when start_date <= d < end_date
+        rows = subs[(subs.account_id == acct) & (subs.start_date <= day) & (day < subs.end_date)]
         return rows.arr.sum() if len(rows) else None
 
+    def churned(acct, horizon_end):  # the uncovered stretch around the day before T+H, walked day by day
+        gap_end = horizon_end - pd.Timedelta(days=1)
+        if covered(acct, gap_end) is not None:
+            return False
+        lapsed = gap_end
+        while covered(acct, lapsed - pd.Timedelta(days=1)) is None:
+            lapsed -= pd.Timedelta(days=1)
+        back = gap_end
+        while back <= lapsed + pd.Timedelta(days=rules.churn_grace_days):
+            if covered(acct, back) is not None:
+                return False  # a new term within the grace period after the last one ended
+            back += pd.Timedelta(days=1)
+        return True
+
     for row in snaps.itertuples():
-        now, later = arr_on(row.account_id, row.as_of), arr_on(row.account_id, row.as_of + pd.Timedelta(days=horizon))
+        day_before = row.as_of - pd.Timedelta(days=1)
+        now = covered(row.account_id, day_before)
+        later = covered(row.account_id, day_before + pd.Timedelta(days=horizon))
         assert now is not None
-        assert row.churn == int(later is None)
-        assert row.growth == int(later is not None and later > now)
+        assert row.churn == int(churned(row.account_id, row.as_of + pd.Timedelta(days=horizon)))
+        grew = later is not None and later > now and later >= now * (1 + rules.growth_min_increase) - 1e-6
+        assert row.growth == int(grew)
     assert snaps.churn.sum() > 0 and snaps.growth.sum() > 0
-    # Only dates whose horizon elapsed before the data ends become training snapshots.
-    assert (snaps.as_of + pd.Timedelta(days=horizon) <= world.data_end).all()
+    # Only dates whose label window (horizon + grace) elapsed before the data ends become training snapshots.
+    assert (snaps.as_of + pd.Timedelta(days=rules.window_days(horizon)) <= world.data_end).all()
 
 
 def test_young_accounts_are_flagged_and_get_tenure_aware_rates(world):

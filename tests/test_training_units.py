@@ -22,7 +22,7 @@ def monthly_as_of(months: int, per_month: int = 20) -> pd.Series:
 
 def test_rolling_folds_train_only_on_closed_label_windows():
     as_of = monthly_as_of(30)
-    folds = rolling_folds(as_of, horizon_days=90)
+    folds = rolling_folds(as_of, gap_days=90)
     assert len(folds) == 3
     origins = [f.origin for f in folds]
     assert origins == sorted(origins)
@@ -36,13 +36,13 @@ def test_rolling_folds_train_only_on_closed_label_windows():
 
 def test_too_little_history_for_a_backtest_is_a_data_error():
     with pytest.raises(DataError, match="too little history"):
-        rolling_folds(monthly_as_of(4), horizon_days=90)
+        rolling_folds(monthly_as_of(4), gap_days=90)
 
 
 def test_late_slice_keeps_a_label_gap():
     as_of = monthly_as_of(24)
     mask = np.ones(len(as_of), bool)
-    earlier, later = late_slice(as_of, mask, horizon_days=90)
+    earlier, later = late_slice(as_of, mask, gap_days=90)
     assert later.any() and earlier.any()
     assert (as_of[earlier] + pd.Timedelta(days=90) <= as_of[later].min()).all()
 

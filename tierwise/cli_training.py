@@ -21,10 +21,16 @@ def train_cmd(
         Path | None, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
     ] = None,
     horizon_days: Annotated[
-        int, typer.Option(min=1, max=MAX_HORIZON_DAYS, help="Label horizon: churn or growth within this many days.")
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_HORIZON_DAYS,
+            help="Label horizon: churn or growth within this many days (e.g. 30 for monthly plans).",
+        ),
     ] = 90,
     as_of: Annotated[
-        str | None, typer.Option(help="Last snapshot date YYYY-MM-DD (default: data end minus the horizon).")
+        str | None,
+        typer.Option(help="Last snapshot date YYYY-MM-DD (default: data end minus the horizon and the churn grace)."),
     ] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "tierwise",
     tune: Annotated[
@@ -43,6 +49,12 @@ def train_cmd(
         str | None, typer.Option("--id", help="Table mode: the account id column (the model remembers it for scoring).")
     ] = None,
     metrics: MetricsFile = None,
+    churn_grace_days: Annotated[
+        int, typer.Option(help="A new term starting at most this many days after the old one ended is not churn.")
+    ] = 14,
+    growth_min_increase: Annotated[
+        float, typer.Option(help="Growth needs ARR up by at least this share over the horizon (0.10 = 10%).")
+    ] = 0.10,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
@@ -56,10 +68,24 @@ def train_cmd(
 
         train_table(table, target, id_col, experiment=experiment, seed=seed, capacity=capacity, console=console)
         return
+    from features.subscriptions import LabelRules
+
+    rules = LabelRules(churn_grace_days, growth_min_increase)  # bad rules are refused before the slow imports
+    as_of_date = parse_date(as_of) if as_of else None
     from training.pipeline import train
 
-    as_of_date = parse_date(as_of) if as_of else None
-    train(data, horizon_days, as_of_date, experiment, tune, seed, console, capacity=capacity, metrics_yaml=metrics)
+    train(
+        data,
+        horizon_days,
+        as_of_date,
+        experiment,
+        tune,
+        seed,
+        console,
+        capacity=capacity,
+        metrics_yaml=metrics,
+        label_rules=rules,
+    )
 
 
 @app.command("promote")

@@ -1,10 +1,12 @@
 """Rolling-origin backtest: every fold trains only on snapshots whose outcome was known before it.
 
-A fold has an origin date F and validates on the snapshots of the next few months from F. It
-trains on snapshots with as_of + horizon <= F, i.e. whose label window had closed by F, so no
-fold sees an account's future in its past. Inside the training window the latest months form
-the slice that stops boosting and fits the fold's Platt calibration; the fold model is then
-refitted on the whole window with that many rounds, exactly as the final model is.
+A fold has an origin date F and validates on the snapshots of about the next quarter from F. It
+trains on snapshots with as_of + label window <= F (the window is the horizon plus the churn grace
+period), i.e. whose outcome was known by F, so no fold sees an account's future in its past. Inside
+the training window the latest snapshots form the slice that stops boosting and fits the fold's
+Platt calibration; the fold model is then refitted on the whole window with that many rounds,
+exactly as the final model is. A short history gets fewer folds and shorter blocks, never a fold
+that breaks that rule.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from training.baselines import baseline_predictions
 from training.evaluation import evaluate
 
 HEALTH_DIRECTION = {"churn": -1, "growth": 1}  # how each outcome moves as an account gets healthier
-N_FOLDS = 3
-BLOCK_MONTHS = 3  # validation months per fold
+N_FOLDS = 3  # folds when the history allows
+MIN_FOLDS = 2  # one fold cannot tell a model's skill from its luck on one period
+BLOCK_DAYS = 91  # each fold validates on about a quarter of snapshots
+MIN_TRAIN_DATES = 2  # a fold's window must split into an early-stopping slice and snapshots before it
 
 
 @dataclass
@@ -56,37 +60,71 @@ class Backtest:
         return int(np.median(self.rounds))
 
 
-def rolling_folds(as_of: pd.Series, horizon_days: int, n_folds: int = N_FOLDS, block: int = BLOCK_MONTHS) -> list[Fold]:
-    """Folds over the last snapshot dates, each validating on `block` dates after its origin.
+def block_size(cadence_days: int) -> int:
+    """Snapshots per validation block at a cadence: a quarter (3 monthly, 13 weekly)."""
+    return max(1, round(BLOCK_DAYS / cadence_days))
+
+
+def fold_plan(dates: pd.DatetimeIndex, gap_days: int, block: int, n_folds: int = N_FOLDS) -> tuple[int, int] | None:
+    """(folds, snapshots per block) the sorted dates allow, or None when not even `MIN_FOLDS` fit.
+
+    Only dates at least `gap_days` after the `MIN_TRAIN_DATES`-th date can be validated on (the
+    first fold needs that many training dates whose label window has closed). Those dates are
+    split into as many folds as fit, up to `n_folds`, each at most `block` snapshots long.
+    """
+    if len(dates) < MIN_TRAIN_DATES:
+        return None
+    first = np.searchsorted(dates, dates[MIN_TRAIN_DATES - 1] + pd.Timedelta(days=gap_days))
+    available = len(dates) - first
+    folds = min(n_folds, available)
+    return (folds, min(block, available // folds)) if folds >= MIN_FOLDS else None
+
+
+def rolling_folds(as_of: pd.Series, gap_days: int, cadence_days: int = 30, n_folds: int = N_FOLDS) -> list[Fold]:
+    """Folds over the last snapshot dates, each validating on a block of dates from its origin on.
+
+    Args:
+        as_of: the snapshot frame's as-of column (fold masks are over its rows).
+        gap_days: the label window (horizon plus churn grace): a fold trains only on rows whose
+            window closed by its origin.
+        cadence_days: the snapshot cadence, which sizes the validation blocks (`block_size`).
 
     Raises:
-        DataError: too few snapshot dates for the first fold to have any training rows.
+        DataError: too few snapshot dates for `MIN_FOLDS` folds with closed training windows.
     """
-    dates = np.sort(as_of.unique())
-    gap = pd.Timedelta(days=horizon_days)
-    block = min(block, max(1, (len(dates) - 1) // (n_folds + 1)))
-    origins = dates[len(dates) - n_folds * block :: block] if len(dates) > n_folds * block else []
+    dates = pd.DatetimeIndex(np.sort(as_of.unique()))
+    plan = fold_plan(dates, gap_days, block_size(cadence_days), n_folds)
+    if plan is None:
+        raise DataError(
+            f"too little history for a {MIN_FOLDS}-fold rolling-origin backtest: {len(dates)} snapshot date(s) "
+            f"with a {gap_days}-day label window; each fold needs snapshots whose outcome is known before it"
+        )
+    n, block = plan
+    gap = pd.Timedelta(days=gap_days)
     folds = []
-    for i, origin in enumerate(origins):
-        end = dates[min(len(dates) - 1, np.searchsorted(dates, origin) + block - 1)]
+    for i, origin in enumerate(dates[len(dates) - n * block :: block]):
+        end = dates[min(len(dates) - 1, dates.get_loc(origin) + block - 1)]
         train = (as_of + gap <= origin).to_numpy()
         valid = ((as_of >= origin) & (as_of <= end)).to_numpy()
         folds.append(Fold(i + 1, pd.Timestamp(origin), train, valid))
-    if len(folds) < n_folds or not folds[0].train.any():
-        raise DataError(
-            f"too little history for a {n_folds}-fold rolling-origin backtest: {len(dates)} monthly snapshot(s) "
-            f"with a {horizon_days}-day horizon; each fold needs snapshots whose outcome is known before it"
-        )
     return folds
 
 
-def late_slice(as_of: pd.Series, mask: np.ndarray, horizon_days: int, months: int = BLOCK_MONTHS):
-    """(earlier, later) masks inside `mask`: the last `months` dates, and rows whose labels closed before them."""
-    dates = np.sort(as_of[mask].unique())
-    start = dates[max(1, len(dates) - months)] if len(dates) > 1 else dates[-1]
+def late_slice(as_of: pd.Series, mask: np.ndarray, gap_days: int):
+    """(earlier, later) masks inside `mask`: its last quarter (at most half its dates) and rows closed before it.
+
+    When no row's label window closes before the slice (a very short window), `earlier` falls back to
+    the rows before the slice: a plain time split inside the fold's training window, which still never
+    touches its validation rows.
+    """
+    dates = pd.DatetimeIndex(np.sort(as_of[mask].unique()))
+    if len(dates) < 2:
+        raise DataError(f"a training window of {len(dates)} snapshot date(s) is too short to stop boosting early")
+    quarter = int((dates > dates[-1] - pd.Timedelta(days=BLOCK_DAYS)).sum())
+    start = dates[len(dates) - max(1, min(quarter, len(dates) // 2))]
     later = mask & (as_of >= start).to_numpy()
-    earlier = mask & (as_of + pd.Timedelta(days=horizon_days) <= start).to_numpy()
-    if not earlier.any():  # a very short window: fall back to a plain time split without the gap
+    earlier = mask & (as_of + pd.Timedelta(days=gap_days) <= start).to_numpy()
+    if not earlier.any():
         earlier = mask & (as_of < start).to_numpy()
     return earlier, later
 
@@ -96,7 +134,7 @@ def run_backtest(
     X: pd.DataFrame,
     target: str,
     categorical: list[str],
-    horizon_days: int,
+    gap_days: int,
     params: dict,
     max_rounds: int = model.MAX_ROUNDS,
     capacity: int | None = None,
@@ -106,13 +144,14 @@ def run_backtest(
     """Fit and score the model and both baselines on every fold; metrics per fold and pooled.
 
     Args:
-        folds: defaults to `rolling_folds`; table mode passes stratified folds.
+        gap_days: the label window (horizon plus churn grace) that separates training from later rows.
+        folds: defaults to monthly `rolling_folds`; table mode passes stratified folds.
         inner: (earlier, later) split of a fold's training rows for early stopping and calibration;
             defaults to the time-ordered `late_slice`.
     """
     y = frame[target].to_numpy(dtype=int)
-    folds = folds or rolling_folds(frame["as_of"], horizon_days)
-    inner = inner or (lambda fold: late_slice(frame["as_of"], fold.train, horizon_days))
+    folds = folds or rolling_folds(frame["as_of"], gap_days)
+    inner = inner or (lambda fold: late_slice(frame["as_of"], fold.train, gap_days))
     parts, fold_metrics, rounds = [], {}, []
     for fold in folds:
         check_classes(y[fold.train], target, fold.name)

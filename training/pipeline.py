@@ -1,10 +1,10 @@
 """`tierwise train`: snapshots -> backtested, calibrated LightGBM models -> one MLflow run -> registry.
 
-One public function, `train`. Stages: load and validate the tables; build monthly labelled
-snapshots; per target (churn, growth) optionally tune inside the first fold's training window,
-run the rolling-origin backtest against both baselines, fit the final model on every snapshot
-with the backtest's rounds and Platt calibration; then log and register both models and decide
-their aliases.
+One public function, `train`. Stages: load and validate the tables; build labelled snapshots
+(monthly, or weekly for a short history); per target (churn, growth) optionally tune inside the
+first fold's training window, run the rolling-origin backtest against both baselines, fit the final
+model on every snapshot with the backtest's rounds and Platt calibration; then log and register both
+models and decide their aliases.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from features.build import metric_set_for
 from features.bundle import ModelBundle
 from features.metrics import load_yaml
 from features.pipeline import data_warnings, print_warnings
+from features.subscriptions import LabelRules
 from features.tables import load_tables
 from training import calibration, model
-from training.backtest import Backtest, rolling_folds, run_backtest
+from training.backtest import Backtest, run_backtest
 from training.data_quality import log_data_quality
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
@@ -60,13 +61,15 @@ def train(
     capacity: int | None = None,
     max_rounds: int = model.MAX_ROUNDS,
     metrics_yaml: Path | None = None,
+    label_rules: LabelRules | None = None,
 ) -> TrainResult:
     """Train, backtest, log and register the churn and growth models from a data folder.
 
     Args:
         data_dir: folder with accounts, subscriptions and events.
         horizon_days: label horizon H: churn/growth within H days of each as-of date.
-        as_of: last snapshot date considered (default: the data's end minus the horizon).
+        as_of: last snapshot date considered (default: the data's end minus the label window,
+            i.e. the horizon plus the churn grace period).
         experiment: MLflow experiment name.
         tune: optuna trials per target (0: the default parameters).
         seed: seeds LightGBM and optuna; the same data and seed give the same metrics.
@@ -75,6 +78,7 @@ def train(
         max_rounds: ceiling on boosting rounds (early stopping usually ends sooner).
         metrics_yaml: metric and attribute declarations replacing the shipped `features/metrics.yaml`;
             the declarations used are stored with the models, so scoring never reads this file again.
+        label_rules: churn grace period and growth minimum increase (default `LabelRules()`).
 
     Raises:
         DataError: bad tables, too little history, or no positive label.
@@ -87,9 +91,10 @@ def train(
         tables = load_tables(data_dir)
         progress.update(task, advance=1, description="building snapshots")
         metrics = metric_set_for(tables, metrics_yaml)
-        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, metrics=metrics)
+        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, label_rules, metrics)
         print_warnings(console, data_warnings(snap.tables, snap.features))
         progress.update(task, advance=1)
+        console.print(snapshot_line(snap), soft_wrap=True)
         experiment_id = use_experiment(experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train as of {snap.frame['as_of'].max().date()}"):
             common = log_inputs(snap, tune, seed, capacity)
@@ -104,15 +109,28 @@ def train(
     return finish(run_id, fitted, published, console)
 
 
+def snapshot_line(snap: Snapshots) -> str:
+    """One line for the training output: how the history was cut into snapshots and folds."""
+    dates = snap.frame["as_of"]
+    return (
+        f"{dates.nunique()} {snap.cadence.name} snapshots ({dates.min().date()} to {dates.max().date()}), "
+        f"{len(snap.folds())} backtest folds; labels: {snap.horizon_days}-day horizon, churn grace "
+        f"{snap.rules.churn_grace_days} days, growth at least +{snap.rules.growth_min_increase:.0%} ARR"
+    )
+
+
 def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> dict:
     """Log params, data fingerprint and the feature list; return the facts every bundle records."""
     frame, fs, events = snap.frame, snap.features, snap.tables.events
-    folds = rolling_folds(frame["as_of"], snap.horizon_days)
+    folds = snap.folds()
     common = {
         "data_fingerprint": fingerprint(snap.tables),
         "data_start": str(events["timestamp"].min().date()),
         "data_end": str(snap.tables.data_end.date()),
         "horizon_days": snap.horizon_days,
+        **snap.rules.as_dict(),
+        "snapshot_cadence": snap.cadence.name,
+        "n_folds": len(folds),
         "train_first_as_of": str(frame["as_of"].min().date()),
         "train_last_as_of": str(frame["as_of"].max().date()),
         "n_snapshots": len(frame),
@@ -121,7 +139,9 @@ def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> d
         "capacity": capacity,
     }
     common["backtest_id"] = hashlib.sha256(
-        json.dumps([common["data_fingerprint"], snap.horizon_days, common["fold_origins"], tune, seed]).encode()
+        json.dumps(
+            [common["data_fingerprint"], snap.horizon_days, snap.rules.as_dict(), common["fold_origins"], tune, seed]
+        ).encode()
     ).hexdigest()[:16]
     mlflow.log_params(
         {k: v for k, v in common.items() if k != "fold_origins"}
@@ -156,12 +176,12 @@ def fit_target(
     """Backtest one target, then fit its final model on every snapshot, calibrated out of time."""
     fs, frame = snap.features, snap.frame
     X, y = fs.matrix, frame[target].to_numpy(dtype=int)
-    folds = rolling_folds(frame["as_of"], snap.horizon_days)
+    folds = snap.folds()
     params = model.params_for(seed)
     if tune:
-        params |= tune_params(X, y, frame["as_of"], folds[0].train, snap.horizon_days, params, tune, seed, max_rounds)
+        params |= tune_params(X, y, frame["as_of"], folds[0].train, snap.window_days, params, tune, seed, max_rounds)
         mlflow.log_params({f"{target}_tuned_{k}": v for k, v in params.items() if k in model.PARAMS})
-    bt = run_backtest(frame, X, target, fs.categorical, snap.horizon_days, params, max_rounds, capacity, folds)
+    bt = run_backtest(frame, X, target, fs.categorical, snap.window_days, params, max_rounds, capacity, folds)
     booster = model.fit(X, y, params, bt.final_rounds)
     info = common | {
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -112,14 +112,14 @@ def model_card(
 {reason}.
 
 ## What it predicts
-Probability that an account {"churns" if target == "churn" else "grows (higher ARR)"} within the horizon
+Probability that an account {outcome(target, info)} within the horizon
 ({info["horizon_days"]} days), calibrated with Platt scaling on out-of-time
 backtest predictions: a score of 0.30 means about 30 in 100 such accounts.
 
 {data_section(info)}
 ## Backtest ({folds})
 Event data: a rolling-origin backtest; each fold trains only on snapshots whose label window closed
-before its origin and is scored on the following months. Table mode: stratified cross-validation.
+before its origin and is scored on the following snapshots. Table mode: stratified cross-validation.
 Baselines are fitted on the same folds. Pooled out-of-fold metrics:
 
 {markdown_table(overall)}
@@ -140,6 +140,15 @@ with reasons from exact tree SHAP values. Not for pricing, credit or any decisio
 """
 
 
+def outcome(target: str, info: dict) -> str:
+    """What the label counts, in the words of the rules the model was trained with."""
+    if "churn_grace_days" not in info:  # table mode: the table's own label
+        return "churns" if target == "churn" else "grows (higher ARR)"
+    if target == "churn":
+        return f"churns (is not renewed; a renewal up to {info['churn_grace_days']} days late counts as renewed)"
+    return f"grows (ARR up by at least {info['growth_min_increase']:.0%})"
+
+
 def data_section(info: dict) -> str:
     """The model card's data paragraph, for event data or a flat table."""
     if info.get("mode") == "table":
@@ -151,7 +160,7 @@ def data_section(info: dict) -> str:
         )
     return (
         f"## Data\n- input fingerprint: `{info['data_fingerprint']}`; events from {info['data_start']} to "
-        f"{info['data_end']}\n- training snapshots: {info['n_snapshots']:,} monthly as-of rows from "
+        f"{info['data_end']}\n- training snapshots: {info['n_snapshots']:,} {info['snapshot_cadence']} as-of rows from "
         f"{info['train_first_as_of']} to {info['train_last_as_of']} ({info['positives']:,} positive)\n"
         f"- features: {info['n_features']} (listed with descriptions in `features.json`)\n"
     )

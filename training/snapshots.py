@@ -1,4 +1,9 @@
-"""Labelled monthly snapshots from a data folder, plus the facts about the data a run must record."""
+"""Labelled snapshots from a data folder at a cadence the history allows, plus the facts a run must record.
+
+Monthly snapshots when they leave room for the default rolling-origin backtest; weekly ones when the
+history is too short for that (a young company); a refusal, saying how much more history is needed,
+only when not even two honest out-of-time folds fit.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureSet, build_snapshots, monthly_dates
+from features.build import CADENCES, Cadence, FeatureSet, build_snapshots, first_snapshot, snapshot_dates
 from features.metrics import MetricSet
-from features.subscriptions import contract_state
+from features.subscriptions import LabelRules
 from features.tables import DataError, Tables
+from training.backtest import MIN_FOLDS, MIN_TRAIN_DATES, N_FOLDS, Fold, block_size, fold_plan, rolling_folds
 
 TARGETS = ("churn", "growth")
 FALLBACK_UPLIFT = 0.2  # relative ARR increase assumed for growth when the data shows no growth at all
@@ -24,23 +30,44 @@ class Snapshots:
     tables: Tables
     features: FeatureSet
     horizon_days: int
+    rules: LabelRules
+    cadence: Cadence
 
     @property
     def frame(self) -> pd.DataFrame:
         return self.features.frame
 
+    @property
+    def window_days(self) -> int:
+        """Days after an as-of date its labels look at: the horizon plus the churn grace period."""
+        return self.rules.window_days(self.horizon_days)
+
+    def folds(self) -> list[Fold]:
+        """The rolling-origin folds over these snapshots (gap: the label window)."""
+        return rolling_folds(self.frame["as_of"], self.window_days, self.cadence.days)
+
 
 def snapshots(
-    tables: Tables, horizon_days: int = 90, as_of: pd.Timestamp | None = None, metrics: MetricSet | None = None
+    tables: Tables,
+    horizon_days: int = 90,
+    as_of: pd.Timestamp | None = None,
+    rules: LabelRules | None = None,
+    metrics: MetricSet | None = None,
 ) -> Snapshots:
-    """Month-start snapshots up to `as_of` (default: data end minus the horizon) whose horizon has elapsed.
+    """Snapshots up to `as_of` (default: data end minus the label window) whose label window has closed.
 
     Raises:
-        DataError: no snapshot fits in the data, or a target never happens.
+        DataError: the horizon is not positive, the history is too short for an honest backtest
+            (saying how much more is needed), no account is in force, or a target never happens.
     """
-    last = pd.Timestamp(as_of) if as_of is not None else None
-    dates = monthly_dates(tables, horizon_days, last=last)
-    features = build_snapshots(tables, dates, horizon_days, metrics=metrics)
+    if horizon_days < 1:
+        raise DataError(f"the horizon must be at least 1 day, not {horizon_days}")
+    rules = rules or LabelRules()
+    last = tables.data_end - pd.Timedelta(days=rules.window_days(horizon_days))
+    last = min(last, pd.Timestamp(as_of)) if as_of is not None else last
+    cadence = choose_cadence(tables, horizon_days, rules, last)
+    dates = snapshot_dates(tables, cadence, last=last)
+    features = build_snapshots(tables, dates, horizon_days, rules, metrics=metrics)
     if features.frame.empty:
         raise DataError("no account is in force on any snapshot date: the data has too little history to train on")
     for target in TARGETS:
@@ -49,7 +76,56 @@ def snapshots(
                 f"no positive {target} label in {len(features.frame):,} snapshots "
                 f"({dates[0].date()} to {dates[-1].date()}): nothing to learn {target} from"
             )
-    return Snapshots(tables, features, horizon_days)
+    return Snapshots(tables, features, horizon_days, rules, cadence)
+
+
+def choose_cadence(tables: Tables, horizon_days: int, rules: LabelRules, last: pd.Timestamp) -> Cadence:
+    """The coarsest cadence whose snapshot dates (up to `last`) fit the default backtest, else the finest that fits any.
+
+    Monthly snapshots need `N_FOLDS` folds of a full quarter each; a shorter history gets weekly
+    snapshots, with fewer folds or shorter blocks, as long as `MIN_FOLDS` honest folds fit.
+
+    Raises:
+        DataError: not even the finest cadence fits `MIN_FOLDS` folds; says how many more days of
+            history would.
+    """
+    window = rules.window_days(horizon_days)
+    for cadence in CADENCES:
+        plan = fold_plan(snapshot_dates(tables, cadence, last=last), window, block_size(cadence.days))
+        if plan == (N_FOLDS, block_size(cadence.days)) or (plan and cadence == CADENCES[-1]):
+            return cadence
+    finest = CADENCES[-1]
+    more = (last_date_needed(tables, finest, window) - last).days
+    cut = last < tables.data_end - pd.Timedelta(days=window)
+    grace = f" plus {rules.churn_grace_days} days' churn grace" if rules.churn_grace_days else ""
+    shorter = None if cut else longest_horizon(tables, rules, horizon_days - 1)
+    raise DataError(
+        f"too little history for an honest out-of-time backtest: needs about {more} more days of history "
+        f"(a {horizon_days}-day horizon{grace}, {MIN_FOLDS} folds of {finest.name} snapshots); the events run "
+        f"{tables.events['timestamp'].min().date()} to {tables.data_end.date()}"
+        + (f" and --as-of is {last.date()}" if cut else "")
+        + (f"; a --horizon-days of {shorter} fits this history" if shorter else "")
+    )
+
+
+def longest_horizon(tables: Tables, rules: LabelRules, at_most: int) -> int | None:
+    """The longest horizon up to `at_most` days whose smallest honest backtest fits the data, if any."""
+    for horizon in range(at_most, 0, -1):
+        window = rules.window_days(horizon)
+        if last_date_needed(tables, CADENCES[-1], window) <= tables.data_end - pd.Timedelta(days=window):
+            return horizon
+    return None
+
+
+def last_date_needed(tables: Tables, cadence: Cadence, window_days: int) -> pd.Timestamp:
+    """The last snapshot date the smallest honest backtest at `cadence` needs.
+
+    `MIN_TRAIN_DATES` training dates, the first validation date a label window after the last of them,
+    and `MIN_FOLDS` validation dates in all, one per fold.
+    """
+    grid = pd.date_range(first_snapshot(tables), periods=MIN_TRAIN_DATES, freq=cadence.freq)
+    first_valid = pd.date_range(grid[-1] + pd.Timedelta(days=window_days), periods=MIN_FOLDS, freq=cadence.freq)
+    return first_valid[-1]
 
 
 def fingerprint(tables: Tables) -> str:
@@ -62,14 +138,10 @@ def fingerprint(tables: Tables) -> str:
 
 
 def mean_uplift(snap: Snapshots) -> float:
-    """Mean relative ARR increase ARR(T+H)/ARR(T) - 1 of growth-positive snapshots (for expected expansion)."""
-    grown = snap.frame.loc[snap.frame["growth"] == 1, ["account_id", "as_of", "arr"]]
-    if grown.empty:
-        return FALLBACK_UPLIFT
-    shift = pd.Timedelta(days=snap.horizon_days)
-    later = contract_state(snap.tables.subscriptions, pd.DatetimeIndex(grown["as_of"].unique()) + shift)
-    later = later.assign(as_of=later["as_of"] - shift)[["account_id", "as_of", "arr"]]
-    both = grown.merge(later, on=["account_id", "as_of"], suffixes=("", "_later"))
-    ratio = both["arr_later"] / both["arr"].where(both["arr"] > 0) - 1
-    ratio = ratio[np.isfinite(ratio)]
-    return float(ratio.mean()) if len(ratio) else FALLBACK_UPLIFT
+    """Mean relative ARR increase ARR(T+H)/ARR(T) - 1 of growth-positive snapshots (for expected expansion).
+
+    The `uplift` the labels computed, on the rows the growth rule (with its minimum increase) counted.
+    """
+    uplift = snap.frame.loc[snap.frame["growth"] == 1, "uplift"].to_numpy(dtype=float)
+    uplift = uplift[np.isfinite(uplift)]
+    return float(uplift.mean()) if len(uplift) else FALLBACK_UPLIFT

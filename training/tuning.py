@@ -19,14 +19,17 @@ def tune(
     y: np.ndarray,
     as_of: pd.Series,
     train: np.ndarray,
-    horizon_days: int,
+    gap_days: int,
     params: dict,
     n_trials: int,
     seed: int,
     max_rounds: int = model.MAX_ROUNDS,
 ) -> dict:
-    """The best parameter overrides after `n_trials` trials (minimising late-slice log loss)."""
-    earlier, later = late_slice(as_of, train, horizon_days)
+    """The best parameter overrides after `n_trials` trials (minimising late-slice log loss).
+
+    `gap_days` is the label window (horizon plus churn grace) kept between the slices.
+    """
+    earlier, later = late_slice(as_of, train, gap_days)
 
     def objective(trial: optuna.Trial) -> float:
         trial_params = params | search_space(trial)
