@@ -21,7 +21,7 @@ from serving import reasons as rs
 from serving.registry import CHURN_TABLE, load_bundle, load_models
 from serving.scoring import REASONS, model_array, score_frame
 from serving.store import write_store
-from serving.tiers import load_policy
+from serving.tiers import Allocation, allocation, load_policy
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ScoreRun:
     out: Path
     store: Path | None
     scored: pd.DataFrame
+    allocation: Allocation | None = None  # what the tiers are expected to cover (none in table mode)
 
 
 def score_to_file(
@@ -73,7 +74,7 @@ def score_to_file(
         progress.update(step, description="writing")
         path = write_table(scored, out)
         store = write_store(scored)
-    return ScoreRun(path, store, scored)
+    return ScoreRun(path, store, scored, allocation(scored, policy))
 
 
 def score_table(table_path: Path, out: Path, id_col: str = "account_id", version: int | None = None) -> ScoreRun:

@@ -39,6 +39,9 @@ def train_cmd(
     ] = None,
     target: Annotated[str | None, typer.Option(help="Table mode: the churn column (yes/no, true/false, 1/0).")] = None,
     id_col: Annotated[str | None, typer.Option("--id", help="Table mode: the account id column.")] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="The team's tier policy YAML, replayed on the backtest (default: shipped).")
+    ] = None,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
@@ -52,7 +55,8 @@ def train_cmd(
         return
     from training.pipeline import train
 
-    train(data, horizon_days, parse_date(as_of) if as_of else None, experiment, tune, seed, console, capacity=capacity)
+    as_of_date = parse_date(as_of) if as_of else None
+    train(data, horizon_days, as_of_date, experiment, tune, seed, console, capacity=capacity, policy=policy)
 
 
 @app.command("promote")

@@ -22,9 +22,11 @@ from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
 from features.bundle import ModelBundle
+from features.policy import load_policy
 from features.tables import load_tables
 from training import calibration, model
 from training.backtest import Backtest, rolling_folds, run_backtest
+from training.coverage import Replay, coverage_table, log_replay, replay_policy
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
 from training.report import summary_table
@@ -43,6 +45,7 @@ class TrainResult:
     reasons: dict[str, str] = field(default_factory=dict)  # target -> why it got its alias
     backtests: dict[str, Backtest] = field(default_factory=dict)
     bundles: dict[str, ModelBundle] = field(default_factory=dict)
+    coverage: Replay | None = None  # the tier policy replayed on the backtest
 
 
 def train(
@@ -55,6 +58,7 @@ def train(
     console: Console | None = None,
     capacity: int | None = None,
     max_rounds: int = model.MAX_ROUNDS,
+    policy: Path | None = None,
 ) -> TrainResult:
     """Train, backtest, log and register the churn and growth models from a data folder.
 
@@ -68,11 +72,13 @@ def train(
         console: where progress and the summary go.
         capacity: K for "recall of ARR at risk in the top K" (default 10% of accounts in force per date).
         max_rounds: ceiling on boosting rounds (early stopping usually ends sooner).
+        policy: the team's tier policy YAML, replayed on the backtest (default: the shipped policy).
 
     Raises:
-        DataError: bad tables, too little history, or no positive label.
+        DataError: bad tables, bad policy, too little history, or no positive label.
     """
     console = console or Console(stderr=True)
+    tier_policy = load_policy(policy)  # a bad policy stops the run before the slow part
     with threadpool_limits(1, user_api="blas"), Progress(console=console, transient=True) as progress:
         task = progress.add_task("loading tables", total=2 + 2 * len(TARGETS))
         tables = load_tables(data_dir)
@@ -89,8 +95,10 @@ def train(
                 progress.update(task, advance=1, description=f"{target}: logging and registering")
                 published[target] = publish(fitted[target], target, f"{target}_model", seed)
                 progress.update(task, advance=1)
+            replay = replay_policy(snap, {t: f.backtest for t, f in fitted.items()}, tier_policy)
+            log_replay(replay)
             run_id = mlflow.active_run().info.run_id
-    return finish(run_id, fitted, published, console)
+    return finish(run_id, fitted, published, console, replay)
 
 
 def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> dict:
@@ -177,10 +185,18 @@ def fit_target(
     return Fitted(bundle, bt, X, frame)
 
 
-def finish(run_id: str, fitted: dict[str, Fitted], published: dict[str, Published], console: Console) -> TrainResult:
+def finish(
+    run_id: str,
+    fitted: dict[str, Fitted],
+    published: dict[str, Published],
+    console: Console,
+    replay: Replay | None = None,
+) -> TrainResult:
     """Print the summary tables and assemble the result."""
     for target, pub in published.items():
         console.print(summary_table(target, pub.table, pub.version, pub.alias, pub.reason))
+    if replay is not None:  # table mode has no contracts to replay tiers on
+        console.print(coverage_table(replay))
     console.print(f"MLflow run {run_id}: `tierwise ui` to browse it")
     return TrainResult(
         run_id=run_id,
@@ -190,4 +206,5 @@ def finish(run_id: str, fitted: dict[str, Fitted], published: dict[str, Publishe
         reasons={t: p.reason for t, p in published.items()},
         backtests={t: f.backtest for t, f in fitted.items()},
         bundles={t: f.bundle for t, f in fitted.items()},
+        coverage=replay,
     )

@@ -1,0 +1,93 @@
+"""The tier policy replayed on the backtest: shares of realised churned and expansion ARR, by hand and on a real run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features.policy import load_policy
+from training.coverage import STRATEGIES, replay
+
+# Five accounts on two as-of dates (fold 1, then fold 2). One place per pool, hysteresis margin 0.5.
+#   date 1: a (value at stake 500) wins high touch, d (onboarding, 50) the onboarding place, b (300) mid touch;
+#           c and e (onboarding, left over) are tech touch. a and d churn, b grows by 200.
+#   date 2: c rises to 310 (not 50% above b's 300) and e to 60 (not 50% above d's 50): with hysteresis b and d
+#           keep their places, without it c and e take them. c churns (2,000 ARR) and e grows by 30.
+BOOK = pd.DataFrame(
+    {
+        "account_id": list("abcde") * 2,
+        "as_of": pd.to_datetime(["2026-01-01"] * 5 + ["2026-02-01"] * 5),
+        "fold": [1] * 5 + [2] * 5,
+        "arr": [1000.0, 800.0, 2000.0, 100.0, 50.0] * 2,
+        "arr_at_risk": [500.0, 300.0, 100.0, 50.0, 40.0, 500.0, 300.0, 310.0, 50.0, 60.0],
+        "expected_expansion": 0.0,
+        "lifecycle_stage": ["established"] * 3 + ["onboarding"] * 2 + ["established"] * 3 + ["onboarding"] * 2,
+        "churned_arr": [1000.0, 0, 0, 100.0, 0, 0, 0, 2000.0, 0, 0],
+        "expansion_arr": [0, 200.0, 0, 0, 0, 0, 0, 0, 0, 30.0],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def result():
+    policy = dataclasses.replace(
+        load_policy(), capacity={"high_touch": 1, "mid_touch": 1, "onboarding": 1}, hysteresis_margin=0.5
+    )
+    return replay(BOOK, policy)
+
+
+def test_coverage_shares_equal_a_hand_count(result):
+    expected = {  # (churned, expansion, value) shares, counted by hand from the comment above
+        ("fold 1", "policy"): (1100 / 1100, 200 / 200, 1300 / 1300),
+        ("fold 2", "policy"): (0 / 2000, 0 / 30, 0 / 2030),
+        ("overall", "policy"): (1100 / 3100, 200 / 230, 1300 / 3330),
+        ("overall", "no_hysteresis"): (1.0, 1.0, 1.0),
+        ("overall", "perfect"): (1.0, 1.0, 1.0),
+        # ARR only: c, a, b on both dates (d churned 100 and e grew 30 outside it)
+        ("overall", "arr_only"): (3000 / 3100, 200 / 230, 3200 / 3330),
+        # the model's ranking without pools: a, b, c on date 1; a, c, b on date 2
+        ("overall", "ranking"): (3000 / 3100, 200 / 230, 3200 / 3330),
+    }
+    for (scope, strategy), shares in expected.items():
+        got = [result.share(scope, strategy, v) for v in ("churned", "expansion", "value")]
+        assert got == pytest.approx(shares), (scope, strategy)
+    assert result.share("overall", "policy", "places") == 3
+    assert result.vs_perfect() == pytest.approx(1300 / 3330)
+    # no account changed tier with hysteresis; without it b, c, d and e all did on date 2 (4 of 5)
+    assert result.flip_rate == {"policy": 0.0, "no_hysteresis": pytest.approx(0.8)}
+
+
+def test_metrics_name_each_fold_strategy_and_value(result):
+    metrics = result.metrics()
+    assert metrics["coverage_policy_value"] == pytest.approx(1300 / 3330)
+    assert metrics["coverage_fold1_policy_value"] == pytest.approx(1.0)
+    assert metrics["coverage_fold2_arr_only_churned"] == pytest.approx(1.0)
+    assert metrics["coverage_hysteresis_cost"] == pytest.approx(1 - 1300 / 3330)
+    assert metrics["tier_flip_rate_no_hysteresis"] == pytest.approx(0.8)
+    record = result.record()
+    assert record["policy"]["capacity"] == {"high_touch": 1, "mid_touch": 1, "onboarding": 1}
+    assert {r["strategy"] for r in record["table"]} == set(STRATEGIES)
+
+
+def test_training_logs_the_replay_with_the_run_and_the_report_shows_it(trained_store, tmp_path):
+    run = trained_store.result
+    cov = run.coverage
+    assert cov is not None and cov.policy.source.endswith("serving/tiers.yaml")
+    for scope in cov.scopes():
+        # perfect foresight is the ceiling for any pick of the same number of accounts
+        for strategy in ("policy", "no_hysteresis", "ranking", "arr_only"):
+            assert cov.share(scope, strategy) <= cov.share(scope, "perfect") + 1e-9
+    mlflow.set_tracking_uri(trained_store.uri)
+    client = MlflowClient()
+    logged = client.get_run(run.run_id).data
+    assert logged.metrics["coverage_policy_value"] == pytest.approx(cov.share("overall", "policy"))
+    assert logged.metrics["coverage_fold1_perfect_value"] == pytest.approx(cov.share("fold 1", "perfect"))
+    assert logged.params["capacity_onboarding"] == str(load_policy().capacity["onboarding"])
+    artifacts = {a.path for a in client.list_artifacts(run.run_id)}
+    assert {"coverage.json", "tier_policy"} <= artifacts
+    assert np.isfinite(cov.vs_perfect())
