@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import mlflow
 import numpy as np
@@ -10,7 +11,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from features.build import build_features
+from features.io import write_table
 from features.policy import load_policy
+from features.tables import load_tables
+from serving.registry import load_models
+from serving.report import write_report
+from serving.scoring import score_frame
 from training.coverage import STRATEGIES, replay
 
 # Five accounts on two as-of dates (fold 1, then fold 2). One place per pool, hysteresis margin 0.5.
@@ -91,3 +98,21 @@ def test_training_logs_the_replay_with_the_run_and_the_report_shows_it(trained_s
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
     assert {"coverage.json", "tier_policy"} <= artifacts
     assert np.isfinite(cov.vs_perfect())
+
+
+def test_report_shows_what_the_capacity_covered_on_the_scoring_models_backtest(trained_store, tmp_path):
+    models = load_models()
+    tables = load_tables(trained_store.data_dir)
+    frame = build_features(tables, [tables.data_end], metrics=models.churn.metrics).frame
+    path = write_table(score_frame(frame, models, reasons=False), tmp_path / "scores.parquet")
+    text = write_report(path, tmp_path / "report.html").read_text()
+    section = text[text.index("What this capacity covered last time") : text.index('id="renewals"')]
+    cov = trained_store.result.coverage
+    assert f"churn model v{models.churn_version}" in section
+    assert f"held <strong>{cov.vs_perfect():.0%}</strong> of what" in section
+    for strategy, label in STRATEGIES.items():
+        row = section[section.index(f"<td>{label}</td>") :]
+        row = row[: row.index("</tr>")]
+        shares = [f"{cov.share(s, strategy):.0%}" for s in cov.scopes() if s != "overall"]
+        shares += [f"{cov.share('overall', strategy, v):.0%}" for v in ("churned", "expansion", "value")]
+        assert re.findall(r">(\d+%)<", row) == shares, strategy
