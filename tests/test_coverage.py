@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -13,11 +15,13 @@ from mlflow.tracking import MlflowClient
 
 from features.build import build_features
 from features.io import write_table
-from features.policy import load_policy
+from features.policy import DEFAULT_POLICY, load_policy
+from features.subscriptions import subscription_features
 from features.tables import load_tables
 from serving.registry import load_models
 from serving.report import write_report
 from serving.scoring import score_frame
+from tierwise.demo import sized_policy
 from training.coverage import STRATEGIES, replay
 
 # Five accounts on two as-of dates (fold 1, then fold 2). One place per pool, hysteresis margin 0.5.
@@ -116,3 +120,27 @@ def test_report_shows_what_the_capacity_covered_on_the_scoring_models_backtest(t
         shares = [f"{cov.share(s, strategy):.0%}" for s in cov.scopes() if s != "overall"]
         shares += [f"{cov.share('overall', strategy, v):.0%}" for v in ("churned", "expansion", "value")]
         assert re.findall(r">(\d+%)<", row) == shares, strategy
+
+
+def test_train_refuses_a_bad_policy_before_reading_any_data(tmp_path):
+    bad = tmp_path / "tiers.yaml"
+    bad.write_text(DEFAULT_POLICY.read_text().replace("accounts_per_csm: 80", "accounts_per_csm: -80"))
+    cli = [sys.executable, "-c", "from tierwise.cli import main; main()", "train"]
+    args = ["--data", str(tmp_path / "nowhere"), "--policy", str(bad)]
+    done = subprocess.run([*cli, *args], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "capacity.onboarding.accounts_per_csm" in done.stderr
+
+
+def test_demo_policy_is_sized_for_its_book(demo_dir, tmp_path):
+    tables = load_tables(demo_dir)
+    path = tmp_path / "tiers.yaml"
+    path.write_text(sized_policy(tables))
+    policy = load_policy(path)
+    book = subscription_features(tables, pd.DatetimeIndex([tables.data_end]))
+    onboarding = int((book["lifecycle_stage"] == "onboarding").sum())
+    # every first-term account has an onboarding place, and the retention pools scale with the book
+    assert onboarding <= policy.capacity["onboarding"] < onboarding + policy.per_csm["onboarding"]
+    assert policy.capacity["high_touch"] >= 0.05 * len(book)
+    assert policy.capacity["mid_touch"] >= 0.20 * (len(book) - onboarding)
+    assert policy.hysteresis_margin == load_policy().hysteresis_margin  # only the staffing changes

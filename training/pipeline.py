@@ -95,6 +95,7 @@ def train(
                 progress.update(task, advance=1, description=f"{target}: logging and registering")
                 published[target] = publish(fitted[target], target, f"{target}_model", seed)
                 progress.update(task, advance=1)
+            progress.update(task, description="replaying the tier policy on the backtest")
             replay = replay_policy(snap, {t: f.backtest for t, f in fitted.items()}, tier_policy)
             log_replay(replay)
             run_id = mlflow.active_run().info.run_id
