@@ -31,7 +31,7 @@ from features.io import read_user_table, write_text
 from features.tables import DataError
 from serving import registry
 from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS
-from serving.tiers import POOLS, TECH, TIERS, Standing, allocation, held_tiers, load_policy, place
+from serving.tiers import POOLS, TECH, TIERS, Standing, TierPolicy, allocation, held_tiers, load_policy, place
 from tierwise import settings
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -86,8 +86,9 @@ def read_scores(path: Path) -> pd.DataFrame:
     return frame
 
 
-def render(scores: pd.DataFrame, source: str, policy=None) -> str:
-    """The whole page as a string."""
+def render(scores: pd.DataFrame, source: str, policy: TierPolicy | None = None) -> str:
+    """The whole page as a string (`policy`: the one the book was scored with; default the shipped one)."""
+    policy = policy or load_policy()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -98,8 +99,8 @@ def render(scores: pd.DataFrame, source: str, policy=None) -> str:
         "versions": {k: first_value(scores, f"{k}_model_version") for k in ("churn", "growth")},
         "headline": headline(scores),
         "by_tier": breakdown(scores, "tier", TIERS),
-        "capacity": capacity(scores, policy or load_policy()),
-        "last_time": last_time(first_value(scores, "churn_model_version")),
+        "capacity": capacity(scores, policy),
+        "last_time": last_time(first_value(scores, "churn_model_version"), policy),
         "by_segment": breakdown(scores, "segment", list(SEGMENTS)),
         "playbooks": SEGMENTS,
         "renewals": renewals(scores),
@@ -310,7 +311,7 @@ def move_reason(row: dict, cutoffs: dict[str, float], up: bool) -> str:
     return f"Value at stake {value} fell below the {label(lost)} boundary ({money(cutoffs.get(lost))})"
 
 
-def capacity(scores: pd.DataFrame, policy) -> dict:
+def capacity(scores: pd.DataFrame, policy: TierPolicy) -> dict:
     """The capacity section: pools, expected coverage, onboarding overflow and the one-CSM table.
 
     The staffing table re-applies the policy to the book; when that does not reproduce the
@@ -344,7 +345,7 @@ def capacity(scores: pd.DataFrame, policy) -> dict:
     }
 
 
-def last_time(churn_version: str) -> dict | None:
+def last_time(churn_version: str, policy: TierPolicy) -> dict | None:
     """What the policy covered on the backtest of the churn model that scored the book (its run's `coverage.json`).
 
     None when the model or its record is not in the tracking store (a model trained before the replay existed).
@@ -372,6 +373,7 @@ def last_time(churn_version: str) -> dict | None:
         ],
         "folds": folds,
         "vs_perfect": record["vs_perfect"].get("overall"),
+        "other_capacity": record["policy"]["capacity"] != policy.capacity,
         "flip_rate": record["flip_rate"],
     }
 

@@ -120,6 +120,10 @@ def test_report_shows_what_the_capacity_covered_on_the_scoring_models_backtest(t
         shares = [f"{cov.share(s, strategy):.0%}" for s in cov.scopes() if s != "overall"]
         shares += [f"{cov.share('overall', strategy, v):.0%}" for v in ("churned", "expansion", "value")]
         assert re.findall(r">(\d+%)<", row) == shares, strategy
+    assert "That capacity differs" not in section  # scored and replayed with the shipped policy
+    other = tmp_path / "other.yaml"
+    other.write_text(DEFAULT_POLICY.read_text().replace("csms: 8", "csms: 9"))
+    assert "That capacity differs" in write_report(path, tmp_path / "other.html", other).read_text()
 
 
 def test_train_refuses_a_bad_policy_before_reading_any_data(tmp_path):
