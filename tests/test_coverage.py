@@ -14,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from features.build import build_features
+from features.errors import DataError
 from features.io import write_table
 from features.policy import DEFAULT_POLICY, load_policy
 from features.subscriptions import subscription_features
@@ -22,7 +23,8 @@ from serving.registry import load_models
 from serving.report import write_report
 from serving.scoring import score_frame
 from tierwise.demo import sized_policy
-from training.coverage import STRATEGIES, replay
+from training.backtest import Backtest
+from training.coverage import STRATEGIES, replay, replay_rows
 
 # Five accounts on two as-of dates (fold 1, then fold 2). One place per pool, hysteresis margin 0.5.
 #   date 1: a (value at stake 500) wins high touch, d (onboarding, 50) the onboarding place, b (300) mid touch;
@@ -148,3 +150,11 @@ def test_demo_policy_is_sized_for_its_book(demo_dir, tmp_path):
     assert policy.capacity["high_touch"] >= 0.05 * len(book)
     assert policy.capacity["mid_touch"] >= 0.20 * (len(book) - onboarding)
     assert policy.hysteresis_margin == load_policy().hysteresis_margin  # only the staffing changes
+
+
+def test_backtests_on_different_rows_are_refused():
+    rows = BOOK.assign(p=0.1, y=0)
+    churn = Backtest("churn", [], rows, {}, {})
+    growth = Backtest("growth", [], rows.iloc[:-1], {}, {})  # one (account_id, as_of) row short
+    with pytest.raises(DataError, match="scored different rows"):
+        replay_rows(None, {"churn": churn, "growth": growth})
