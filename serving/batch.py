@@ -23,7 +23,7 @@ from serving import reasons as rs
 from serving.registry import CHURN, CHURN_TABLE, GROWTH, Models, load_bundle, load_models, resolve_version
 from serving.scoring import REASONS, model_array, score_frame
 from serving.store import Publication, publish
-from serving.tiers import load_policy
+from serving.tiers import Allocation, allocation, load_policy
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ScoreRun:
     out: Path
     scored: pd.DataFrame
     publication: Publication | None = None  # None: table mode, which has no store
+    allocation: Allocation | None = None  # what the tiers are expected to cover (none in table mode)
     warnings: tuple[str, ...] = ()  # what loading dropped from the tables (QA accounts, duplicates, ...)
 
     @property
@@ -85,7 +86,7 @@ def score_to_file(
         progress.update(step, description="writing")
         path = write_table(scored, out)
         publication = publish(scored, publish_scores, champion_gap(models, versions))
-    return ScoreRun(path, scored, publication, tuple(tables.quality.warnings()))
+    return ScoreRun(path, scored, publication, allocation(scored, policy), tuple(tables.quality.warnings()))
 
 
 def champion_gap(models: Models, asked: dict[str, int | None]) -> str | None:

@@ -80,6 +80,8 @@ def score(
         f"[green]{len(run.scored):,} accounts scored as of {as_of} into {run.out}[/green]; "
         f"tiers {tiers}; escalate {int(run.scored['escalate'].sum())}"
     )
+    for line in run.allocation.lines():
+        console.print(line, soft_wrap=True)
     console.print(run.publication.sentence(), soft_wrap=True)
 
 
@@ -87,8 +89,11 @@ def score(
 def report(
     scores: Annotated[Path, typer.Option("--scores", help="Scores file written by `tierwise score` (.csv/.parquet).")],
     out: Annotated[Path, typer.Option(help="The HTML page to write (.html).", callback=html_out)] = Path("report.html"),
+    policy: Annotated[
+        Path | None, typer.Option(help="The tier policy the scores were made with (default: shipped).")
+    ] = None,
 ) -> None:
-    """Write the CSM report: one self-contained HTML page of tiers, renewals, risk and reasons."""
+    """Write the CSM report: one self-contained HTML page of tiers, capacity, renewals, risk and reasons."""
     from serving.report import write_report
 
-    console.print(f"[green]report written to {write_report(scores, out)}[/green]")
+    console.print(f"[green]report written to {write_report(scores, out, policy)}[/green]")

@@ -55,6 +55,9 @@ def train_cmd(
     growth_min_increase: Annotated[
         float, typer.Option(help="Growth needs ARR up by at least this share over the horizon (0.10 = 10%).")
     ] = 0.10,
+    policy: Annotated[
+        Path | None, typer.Option(help="The team's tier policy YAML, replayed on the backtest (default: shipped).")
+    ] = None,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
@@ -85,6 +88,7 @@ def train_cmd(
         capacity=capacity,
         metrics_yaml=metrics,
         label_rules=rules,
+        policy=policy,
     )
 
 
