@@ -25,9 +25,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from features.tables import DataError
 from serving.auth import ApiKeyMiddleware
 from serving.batching import Batcher
 from serving.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
+from serving.errors import ErrorShapeMiddleware
+from serving.openapi import OpenApiMiddleware
+from serving.redact import RedactingFilter, public_text
 from tierwise import settings
 
 logger = logging.getLogger("tierwise.service")
@@ -87,18 +91,25 @@ class TierwiseService:
         from serving.live import LiveState
         from serving.tiers import load_policy
 
+        RedactingFilter.install()
         self.live = LiveState.start()
         self.policy = load_policy(settings.policy_path())
         self.max_age_days = settings.max_score_age_days()
         self.reload_seconds = settings.reload_seconds()
         self.live.poll_forever(self.reload_seconds)
         self.batched_score = Batcher(self.score_jobs, max_batch=MAX_BATCH_REQUESTS)
+        versions = self.live.versions
         logger.info(
-            "tierwise service ready: churn v%s, growth v%s, %s accounts in the score store",
-            self.live.models.churn_version,
-            self.live.models.growth_version,
+            "tierwise service started: churn v%s, growth v%s, %s accounts in the score store",
+            versions["churn"],
+            versions["growth"],
             len(self.live.book.answers),
         )
+        SERVING.append(self)
+
+    def __is_ready__(self) -> bool:
+        """Ready once the champions are loaded (`/readyz` answers 503 until then)."""
+        return self.live.models is not None
 
     @bentoml.api(route="/lookup")
     async def lookup(self, account_ids: Annotated[list[AccountId], Field(min_length=1, max_length=MAX_IDS)]) -> dict:
@@ -108,7 +119,7 @@ class TierwiseService:
         book = self.live.book
         base = {"as_of": book.as_of, "model_versions": book.model_versions}
         if book.stamp is None:
-            return answer(503, {"error": f"no scores yet in {book.path}: run `tierwise score`", **base})
+            return answer(503, {"error": f"no scores yet in {book.path.name}: run `tierwise score`", **base})
         cutoff = stale_before(self.max_age_days)
         results, unknown = [], []
         for account in dict.fromkeys(account_ids):
@@ -127,11 +138,16 @@ class TierwiseService:
         from serving.online import RowError, checked_rows
 
         models, book = self.live.models, self.live.book
+        if models is None:
+            return answer(503, {"error": f"no models loaded yet: {self.live.status['models']['error']}"})
         try:
             checked = checked_rows([r.model_dump() for r in rows], models)
         except RowError as exc:
             return answer(400, {"error": str(exc), "field": exc.field})
-        result = await self.batched_score(ScoreJob(checked, models, book))
+        try:
+            result = await self.batched_score(ScoreJob(checked, models, book))
+        except DataError as exc:  # the rows passed the checks but cannot be scored or tiered: this caller's 400
+            return answer(400, {"error": public_text(exc), "field": None})
         return answer(
             200,
             {
@@ -141,14 +157,17 @@ class TierwiseService:
             },
         )
 
-    def score_jobs(self, jobs: list[ScoreJob]) -> list[list[dict]]:
-        """The adaptive batch: requests checked against the same models are scored in one call."""
-        from serving.online import score_answers
+    def score_jobs(self, jobs: list[ScoreJob]) -> list[list[dict] | Exception]:
+        """The adaptive batch: requests checked against the same models are scored in one call.
+
+        A request that fails fails alone: its result is its exception, the others get their answers.
+        """
+        from serving.online import score_requests
 
         out = []
         for _, group in itertools.groupby(jobs, key=lambda job: (id(job.models), id(job.book))):
             group = list(group)
-            out += score_answers([job.rows for job in group], group[0].models, self.policy, group[0].book)
+            out += score_requests([job.rows for job in group], group[0].models, self.policy, group[0].book)
         return out
 
     @bentoml.api(route="/model_info")
@@ -167,22 +186,22 @@ class TierwiseService:
         from serving.live import stale_before
 
         models, book = self.live.models, self.live.book
+        loaded = (
+            () if models is None else ((models.churn, models.churn_version), (models.growth, models.growth_version))
+        )
         return {
-            "model_versions": {"churn": models.churn_version, "growth": models.growth_version},
-            "models": {
-                b.target: bundle_info(b, v)
-                for b, v in ((models.churn, models.churn_version), (models.growth, models.growth_version))
-            },
+            "model_versions": self.live.versions,
+            "models": {b.target: bundle_info(b, v) for b, v in loaded},
             "features": [
                 {
                     "name": name,
                     "kind": "category" if name in models.categorical else "number",
                     "description": models.churn.descriptions.get(name, name),
                 }
-                for name in models.features
+                for name in (models.features if models else ())
             ],
             "scores": {
-                "path": str(book.path),
+                "store": book.path.name,
                 "as_of": book.as_of,
                 "accounts": len(book.answers),
                 "model_versions": book.model_versions,
@@ -195,12 +214,37 @@ class TierwiseService:
 
 
 def bundle_info(bundle, version: str) -> dict:
-    """One model's registry version, training facts and backtest metrics (from the bundle's `info`)."""
+    """One model's registry version, training facts and backtest metrics (from the bundle's `info`).
+
+    Values are passed through `public_text` where they are text, so no path or password stored
+    with a run (a data folder, a tracking URI) reaches a caller.
+    """
     import json
 
-    return {"version": version, "features": len(bundle.features), **json.loads(json.dumps(bundle.info, default=str))}
+    info = json.loads(json.dumps(bundle.info, default=str), object_hook=public_values)
+    return {"version": version, "features": len(bundle.features), **info}
 
 
-# Order matters: the key check runs first, so an unauthenticated caller cannot even upload a body.
+def public_values(record: dict) -> dict:
+    """A JSON object with its text values made public (`serving.redact.public_text`)."""
+    return {key: public_text(value) if isinstance(value, str) else value for key, value in record.items()}
+
+
+SERVING: list[TierwiseService] = []  # the worker's service instance, once built (the OpenAPI document reads its models)
+
+
+def openapi_document() -> dict:
+    """The OpenAPI document of this worker's service: BentoML's request schemas, true answers, current features."""
+    from serving.openapi import document
+
+    models = SERVING[0].live.models if SERVING else None
+    features, categorical = (list(models.features), models.categorical) if models else ([], frozenset())
+    return document(TierwiseService.openapi_spec.asdict(), features, categorical)
+
+
+# Order matters: the first added runs first. The key check comes before anything reads a body; errors
+# from everything inside are put in the one error shape.
 TierwiseService.add_asgi_middleware(ApiKeyMiddleware)
 TierwiseService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+TierwiseService.add_asgi_middleware(OpenApiMiddleware, spec=openapi_document)
+TierwiseService.add_asgi_middleware(ErrorShapeMiddleware)

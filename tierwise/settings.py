@@ -54,3 +54,18 @@ def policy_path() -> Path | None:
 def access_log() -> bool:
     """Whether the service logs a line per request (`TIERWISE_ACCESS_LOG=1`; `tierwise serve --access-log`)."""
     return os.environ.get("TIERWISE_ACCESS_LOG", "") not in ("", "0")
+
+
+def redact_uri(text: str) -> str:
+    """`text` with the password of every URI in it replaced by `***`, so it can be shown or logged.
+
+    A tracking URI such as `postgresql://user:secret@host/db` ends up in error messages, log
+    lines and service answers; `postgresql://user:***@host/db` still says which store is meant.
+    Passwords given as query parameters (`?password=...`, `token=`, ...) are replaced too.
+    """
+    import re
+
+    text = re.sub(r"(?P<head>[A-Za-z][\w+.-]*://[^\s/@:]*):[^\s/]*@", r"\g<head>:***@", text)
+    return re.sub(
+        r"(?i)(?P<key>[?&;](?:password|passwd|pwd|secret|token|api_key|access_key)=)[^&;\s]*", r"\g<key>***", text
+    )
