@@ -219,7 +219,7 @@ def document(base: dict, features: list[str], categorical: frozenset[str]) -> di
     spec = copy.deepcopy(base)
     spec["openapi"] = "3.1.0"  # nullable values are written `type: [.., "null"]`, as BentoML's schemas already do
     spec["info"] |= {"title": "tierwise", "description": "Churn risk, growth potential and touch tiers by account."}
-    schemas = {k: v for k, v in spec["components"]["schemas"].items() if not k.endswith("__Input")}
+    schemas = dict(spec["components"]["schemas"])
     for name in ("TaskStatusResponse", "InvalidArgument", "NotFound", "InternalServerError"):
         schemas.pop(name, None)
     schemas["FeatureRow"] = feature_row(schemas["FeatureRow"], features, categorical)
@@ -230,6 +230,8 @@ def document(base: dict, features: list[str], categorical: frozenset[str]) -> di
     spec["security"] = [{"apiKey": []}]
     for route, (ok, extra) in ROUTES.items():
         post = spec["paths"][route]["post"]
+        body = post["requestBody"]["content"]["application/json"]["schema"]
+        post["requestBody"]["required"] = bool(body.get("required"))  # /model_info and /reload take none
         answers = {200: json_answer(ok, "The answer.")} | {s: json_answer("Error", d) for s, d in ERRORS.items()}
         post["responses"] = {
             str(s): a for s, a in sorted((answers | {s: json_answer(*e) for s, e in extra.items()}).items())

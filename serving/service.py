@@ -57,6 +57,28 @@ class FeatureRow(BaseModel):
     renewal_date: date | None = None
 
 
+class Strict(BaseModel):
+    """A request body whose unknown top-level keys are refused (400), so a misspelt option is never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LookupRequest(Strict):
+    """`/lookup`: the account ids to look up."""
+
+    account_ids: Annotated[list[AccountId], Field(min_length=1, max_length=MAX_IDS)]
+
+
+class ScoreRequest(Strict):
+    """`/score`: the feature rows to score."""
+
+    rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+class NoOptions(Strict):
+    """`/model_info` and `/reload` take no options (an empty object or no body)."""
+
+
 @dataclass(frozen=True)
 class ScoreJob:
     """One `/score` request waiting for the adaptive batch: its checked rows and the state they were checked against."""
@@ -111,8 +133,8 @@ class TierwiseService:
         """Ready once the champions are loaded (`/readyz` answers 503 until then)."""
         return self.live.models is not None
 
-    @bentoml.api(route="/lookup")
-    async def lookup(self, account_ids: Annotated[list[AccountId], Field(min_length=1, max_length=MAX_IDS)]) -> dict:
+    @bentoml.api(route="/lookup", input_spec=LookupRequest)
+    async def lookup(self, account_ids: list[str]) -> dict:
         """Latest scores of one or many accounts; unknown ids are listed (404 when none is known)."""
         from serving.live import stale_before
 
@@ -132,8 +154,8 @@ class TierwiseService:
             return answer(404, {"error": f"unknown account_id: {', '.join(unknown)}", "unknown": unknown, **base})
         return answer(200, {"results": results, "unknown": unknown, **base})
 
-    @bentoml.api(route="/score")
-    async def score(self, rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_ROWS)]) -> dict:
+    @bentoml.api(route="/score", input_spec=ScoreRequest)
+    async def score(self, rows: list[FeatureRow]) -> dict:
         """Score posted feature rows with reasons and a tier proposal against the current book."""
         from serving.online import RowError, checked_rows
 
@@ -170,12 +192,12 @@ class TierwiseService:
             out += score_requests([job.rows for job in group], group[0].models, self.policy, group[0].book)
         return out
 
-    @bentoml.api(route="/model_info")
+    @bentoml.api(route="/model_info", input_spec=NoOptions)
     async def model_info(self) -> dict:
         """Versions, training dates, metrics and features of the models in service, and the reload status."""
         return answer(200, self.info())
 
-    @bentoml.api(route="/reload")
+    @bentoml.api(route="/reload", input_spec=NoOptions)
     async def reload(self) -> dict:
         """Look for a new champion and a new score batch now (also retries a champion that failed to load)."""
         await anyio.to_thread.run_sync(functools.partial(self.live.refresh, force=True))
