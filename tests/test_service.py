@@ -346,14 +346,21 @@ def test_one_bad_request_never_fails_the_others_sent_with_it(served):
     rows = posted_rows(served.features, 6)
     alone = {r["account_id"]: served.post("/score", {"rows": [r]}).json()["scores"][0] for r in rows}
     bad = [
-        {"rows": [rows[0] | {"arr": float("inf")}]},  # sent as Infinity
-        {"rows": [rows[1] | {"seats": "many"}]},
-        {"rows": [rows[2], rows[2]]},  # one account twice
-        {"rows": [rows[3] | {"arr": None}]},
+        json.dumps({"rows": [rows[0] | {"arr": float("inf")}]}),  # the JSON token Infinity
+        json.dumps({"rows": [rows[1] | {"seats": "many"}]}),
+        json.dumps({"rows": [rows[2], rows[2]]}),  # one account twice
+        json.dumps({"rows": [rows[3] | {"arr": None}]}),
     ]
     good = [{"rows": [r]} for r in rows] + [{"rows": [rows[4]]}]  # the same account in two requests, as well
+
+    def post(body) -> httpx.Response:
+        if isinstance(body, dict):
+            return served.post("/score", body)
+        headers = {"Authorization": f"Bearer {KEYS[0]}", "Content-Type": "application/json"}
+        return httpx.post(f"{served.url}/score", content=body, headers=headers, timeout=30)
+
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda body: served.post("/score", body), bad + good + bad + good))
+        answers = list(pool.map(post, bad + good + bad + good))
     for resp in answers[: len(bad)] + answers[len(bad) + len(good) : 2 * len(bad) + len(good)]:
         assert resp.status_code == 400 and resp.json()["field"], resp.text
     for body, resp in zip(good + good, answers[len(bad) : len(bad) + len(good)] + answers[-len(good) :], strict=True):
