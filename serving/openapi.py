@@ -241,6 +241,16 @@ def document(base: dict, features: list[str], categorical: frozenset[str]) -> di
         get["security"] = []
         get["responses"] = {"200": text_answer("Alive (ready, for /readyz).")}
     spec["paths"]["/readyz"]["get"]["responses"]["503"] = json_answer("Error", "Not ready: no models loaded yet.")
+    spec["paths"]["/docs.json"] = {
+        "get": {
+            "tags": spec["paths"]["/metrics"]["get"].get("tags", []),
+            "description": "This document.",
+            "responses": {
+                "200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {}}}},
+                **{str(s): json_answer("Error", ERRORS[s]) for s in (401, 403)},
+            },
+        }
+    }
     spec["paths"]["/metrics"]["get"]["responses"] = {
         "200": text_answer("Prometheus metrics."),
         **{str(s): json_answer("Error", ERRORS[s]) for s in (401, 403)},

@@ -7,7 +7,10 @@ give the same numbers. Models and scores are reloaded while serving (`serving.li
 
 Routes (all POST, JSON; every route but `/healthz`, `/livez`, `/readyz` needs
 `Authorization: Bearer KEY`): `/lookup`, `/score`, `/model_info`, `/reload`, plus BentoML's
-`/metrics` (Prometheus) and OpenAPI spec (`/docs.json`). docs/service.md has curl examples.
+`/metrics` (Prometheus) and OpenAPI document (`/docs.json`, `serving.openapi`: true to every
+answer). Every error is `{"error": "<one line naming the problem>", "field": ...}`
+(`serving.errors`), with no password, folder or stack in it (`serving.redact`).
+docs/service.md has curl examples.
 
 Start it with `tierwise serve`; in a bento or container, `bentoml serve serving.service:TierwiseService`.
 """
