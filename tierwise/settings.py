@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 SCORES_FILE = "latest_scores.parquet"
 
@@ -40,13 +40,17 @@ def artifact_root() -> str:
     return (mlruns_dir() / "artifacts").as_uri()
 
 
-def redacted_uri(uri: str) -> str:
-    """The URI with any password replaced by `***` (`postgresql://user:***@host/db`): safe to print or record."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+def redact_uri(text: str) -> str:
+    """`text` with the password of every URI in it replaced by `***`, so it can be shown or logged.
+
+    A tracking URI such as `postgresql://user:secret@host/db` ends up in error messages, log
+    lines and service answers; `postgresql://user:***@host/db` still says which store is meant.
+    Passwords given as query parameters (`?password=...`, `token=`, ...) are replaced too.
+    """
+    text = re.sub(r"(?P<head>[A-Za-z][\w+.-]*://[^\s/@:]*):[^\s/]*@", r"\g<head>:***@", text)
+    return re.sub(
+        r"(?i)(?P<key>[?&;](?:password|passwd|pwd|secret|token|api_key|access_key)=)[^&;\s]*", r"\g<key>***", text
+    )
 
 
 def scores_store() -> Path:
@@ -70,7 +74,7 @@ def scores_store() -> Path:
 def tracking_store() -> str:
     """The tracking store in use as recorded with what belongs to it: redacted, a sqlite path made absolute."""
     db = sqlite_path(tracking_uri())
-    return f"sqlite:///{db}" if db is not None else redacted_uri(tracking_uri())
+    return f"sqlite:///{db}" if db is not None else redact_uri(tracking_uri())
 
 
 def sqlite_path(uri: str) -> Path | None:
