@@ -63,6 +63,9 @@ def snapshots(
     if horizon_days < 1:
         raise DataError(f"the horizon must be at least 1 day, not {horizon_days}")
     rules = rules or LabelRules()
+    start = tables.events["timestamp"].min().normalize()
+    if as_of is not None and pd.Timestamp(as_of) <= start:
+        raise DataError(f"--as-of {pd.Timestamp(as_of).date()} is before the data starts ({start.date()}): no snapshot")
     last = tables.data_end - pd.Timedelta(days=rules.window_days(horizon_days))
     last = min(last, pd.Timestamp(as_of)) if as_of is not None else last
     cadence = choose_cadence(tables, horizon_days, rules, last)
