@@ -557,13 +557,13 @@ def test_serve_against_an_unreachable_store_refuses_in_one_line_without_the_pass
 
 def test_a_service_without_its_tracking_store_starts_not_ready_and_leaks_nothing(tmp_path):
     """`bentoml serve` (as in a container) while the store is down: up, not ready, saying why without the password."""
-    from tierwise.settings import PROJECT_ROOT
-
     port, log = free_port(), tmp_path / "serve.log"
     cmd = [str(TIERWISE.with_name("bentoml")), "serve", "serving.service:TierwiseService", "--host", "127.0.0.1"]
     env = serve_env(SECRET_URI, tmp_path / "latest_scores.parquet", TIERWISE_RELOAD_SECONDS="1")
     with open(log, "w") as out:
-        proc = subprocess.Popen([*cmd, "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            [*cmd, "--port", str(port)], cwd=Path(__file__).resolve().parent.parent, env=env, stdout=out, stderr=out
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: proc.poll() is None and up(f"{url}/livez"), seconds=120, what="the service to come up")
