@@ -78,7 +78,7 @@ CASES = [
     ("train: missing column", "train --data {no_arr}", "arr"),
     ("train: end before start", "train --data {backwards}", "end_date"),
     ("train: bad as-of", "train --data {data} --as-of yesterday", "'yesterday'"),
-    ("train: as-of before the data", "train --data {data} --as-of 1990-01-01", "no as-of date leaves 90 days"),
+    ("train: as-of before the data", "train --data {data} --as-of 1990-01-01", "history"),
     ("train: zero horizon", "train --data {data} --horizon-days 0", "'--horizon-days'"),
     ("train: huge horizon", f"train --data {{data}} --horizon-days {HUGE}", "'--horizon-days'"),
     ("train: negative tuning", "train --data {data} --tune -1", "'--tune'"),
