@@ -33,6 +33,7 @@ class ScoreRun:
     out: Path
     scored: pd.DataFrame
     publication: Publication | None = None  # None: table mode, which has no store
+    warnings: tuple[str, ...] = ()  # what loading dropped from the tables (QA accounts, duplicates, ...)
 
     @property
     def store(self) -> Path | None:
@@ -84,7 +85,7 @@ def score_to_file(
         progress.update(step, description="writing")
         path = write_table(scored, out)
         publication = publish(scored, publish_scores, champion_gap(models, versions))
-    return ScoreRun(path, scored, publication)
+    return ScoreRun(path, scored, publication, tuple(tables.quality.warnings()))
 
 
 def champion_gap(models: Models, asked: dict[str, int | None]) -> str | None:

@@ -61,6 +61,14 @@ TableOut = Annotated[Path, typer.Option(help="Output file (.csv or .parquet).", 
 Seed = Annotated[
     int, typer.Option(min=0, max=LIGHTGBM_SEED_MAX, help="Random seed: the same seed gives the same result.")
 ]
+MetricsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics",
+        help="YAML of metric and attribute declarations that REPLACES the shipped features/metrics.yaml "
+        "(copy that file to start); the metrics per event type are derived from your events either way.",
+    ),
+]
 
 
 @app.command("demo-data")
@@ -82,12 +90,12 @@ def features_cmd(
     data: DataDir,
     as_of: Annotated[list[str], typer.Option("--as-of", help="As-of date YYYY-MM-DD; repeat for several.")],
     out: TableOut,
-    metrics: Annotated[Path | None, typer.Option(help="YAML file of extra metric declarations.")] = None,
+    metrics: MetricsFile = None,
 ) -> None:
     """Build point-in-time features for the accounts in force on each as-of date."""
     from features.pipeline import features_to_file
 
-    path, rows = features_to_file(data, [parse_date(d) for d in as_of], out, metrics)
+    path, rows = features_to_file(data, [parse_date(d) for d in as_of], out, metrics, console)
     console.print(f"[green]{rows:,} feature rows written to {path}[/green]")
 
 

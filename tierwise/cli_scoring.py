@@ -51,6 +51,7 @@ def score(
     ] = None,
 ) -> None:
     """Score every account active on a date with the champion models: risk, potential, reasons, tiers."""
+    from features.pipeline import print_warnings
     from serving.batch import score_table, score_to_file
 
     if table is not None:
@@ -73,6 +74,7 @@ def score(
         {"churn": churn_version, "growth": growth_version},
         publish,
     )
+    print_warnings(console, list(run.warnings))
     tiers = run.scored["tier"].value_counts().to_dict()
     console.print(
         f"[green]{len(run.scored):,} accounts scored as of {as_of} into {run.out}[/green]; "

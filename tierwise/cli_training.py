@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from features.errors import DataError
-from tierwise.cli import Seed, app, console, parse_date
+from tierwise.cli import MetricsFile, Seed, app, console, parse_date
 
 MAX_HORIZON_DAYS = 3650  # ten years: beyond it no export holds a single label window
 
@@ -42,11 +42,14 @@ def train_cmd(
     id_col: Annotated[
         str | None, typer.Option("--id", help="Table mode: the account id column (the model remembers it for scoring).")
     ] = None,
+    metrics: MetricsFile = None,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
         raise DataError("give either --data DIR (event tables) or --table FILE --target COL --id COL")
     if table is not None:
+        if metrics is not None:
+            raise DataError("--metrics declares event metrics: give it with --data, not with --table")
         if not target or not id_col:
             raise DataError("--table needs --target COL (the churn column) and --id COL (the account id)")
         from training.table_mode import train_table
@@ -55,7 +58,8 @@ def train_cmd(
         return
     from training.pipeline import train
 
-    train(data, horizon_days, parse_date(as_of) if as_of else None, experiment, tune, seed, console, capacity=capacity)
+    as_of_date = parse_date(as_of) if as_of else None
+    train(data, horizon_days, as_of_date, experiment, tune, seed, console, capacity=capacity, metrics_yaml=metrics)
 
 
 @app.command("promote")

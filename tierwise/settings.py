@@ -98,3 +98,9 @@ def policy_path() -> Path | None:
 def access_log() -> bool:
     """Whether the service logs a line per request (`TIERWISE_ACCESS_LOG=1`; `tierwise serve --access-log`)."""
     return os.environ.get("TIERWISE_ACCESS_LOG", "") not in ("", "0")
+
+
+def max_unknown_account_share() -> float:
+    """The share of a table's rows that may name accounts missing from `accounts` and be dropped with a
+    warning (`TIERWISE_MAX_UNKNOWN_ACCOUNT_SHARE`, default 0.05); more is refused as a broken join key."""
+    return float(os.environ.get("TIERWISE_MAX_UNKNOWN_ACCOUNT_SHARE", "0.05"))

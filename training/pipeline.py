@@ -21,10 +21,14 @@ from rich.console import Console
 from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
+from features.build import metric_set_for
 from features.bundle import ModelBundle
+from features.metrics import load_yaml
+from features.pipeline import data_warnings, print_warnings
 from features.tables import load_tables
 from training import calibration, model
 from training.backtest import Backtest, rolling_folds, run_backtest
+from training.data_quality import log_data_quality
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
 from training.report import summary_table
@@ -55,6 +59,7 @@ def train(
     console: Console | None = None,
     capacity: int | None = None,
     max_rounds: int = model.MAX_ROUNDS,
+    metrics_yaml: Path | None = None,
 ) -> TrainResult:
     """Train, backtest, log and register the churn and growth models from a data folder.
 
@@ -68,16 +73,22 @@ def train(
         console: where progress and the summary go.
         capacity: K for "recall of ARR at risk in the top K" (default 10% of accounts in force per date).
         max_rounds: ceiling on boosting rounds (early stopping usually ends sooner).
+        metrics_yaml: metric and attribute declarations replacing the shipped `features/metrics.yaml`;
+            the declarations used are stored with the models, so scoring never reads this file again.
 
     Raises:
         DataError: bad tables, too little history, or no positive label.
     """
     console = console or Console(stderr=True)
+    if metrics_yaml is not None:
+        load_yaml(metrics_yaml)  # a bad declarations file is refused before the slow part
     with threadpool_limits(1, user_api="blas"), Progress(console=console, transient=True) as progress:
         task = progress.add_task("loading tables", total=2 + 2 * len(TARGETS))
         tables = load_tables(data_dir)
         progress.update(task, advance=1, description="building snapshots")
-        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None)
+        metrics = metric_set_for(tables, metrics_yaml)
+        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, metrics=metrics)
+        print_warnings(console, data_warnings(snap.tables, snap.features))
         progress.update(task, advance=1)
         experiment_id = use_experiment(experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train as of {snap.frame['as_of'].max().date()}"):
@@ -135,6 +146,7 @@ def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> d
         "features.json",
     )
     mlflow.log_dict(common, "data.json")
+    log_data_quality(snap)
     return common
 
 

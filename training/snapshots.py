@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import FeatureSet, build_snapshots, monthly_dates
+from features.metrics import MetricSet
 from features.subscriptions import contract_state
 from features.tables import DataError, Tables
 
@@ -29,7 +30,9 @@ class Snapshots:
         return self.features.frame
 
 
-def snapshots(tables: Tables, horizon_days: int = 90, as_of: pd.Timestamp | None = None) -> Snapshots:
+def snapshots(
+    tables: Tables, horizon_days: int = 90, as_of: pd.Timestamp | None = None, metrics: MetricSet | None = None
+) -> Snapshots:
     """Month-start snapshots up to `as_of` (default: data end minus the horizon) whose horizon has elapsed.
 
     Raises:
@@ -37,7 +40,7 @@ def snapshots(tables: Tables, horizon_days: int = 90, as_of: pd.Timestamp | None
     """
     last = pd.Timestamp(as_of) if as_of is not None else None
     dates = monthly_dates(tables, horizon_days, last=last)
-    features = build_snapshots(tables, dates, horizon_days)
+    features = build_snapshots(tables, dates, horizon_days, metrics=metrics)
     if features.frame.empty:
         raise DataError("no account is in force on any snapshot date: the data has too little history to train on")
     for target in TARGETS:
