@@ -70,8 +70,21 @@ CASES = [
         "features --data {data} --as-of {as_of} --out {out}/f.csv --metrics {odd_metrics}",
         "bogus",
     ),
+    (
+        "features: metrics unknown section",
+        "features --data {data} --as-of {as_of} --out {out}/f.csv --metrics {odd_section}",
+        "unknown section(s) ratio",
+    ),
     # train
     ("train: neither data nor table", "train", "either --data"),
+    ("train: metrics missing", "train --data {data} --metrics {missing}.yaml", "metrics file"),
+    ("train: metrics garbage", "train --data {data} --metrics {garbage}", "metrics file"),
+    ("train: metrics unknown key", "train --data {data} --metrics {odd_metrics}", "unknown key(s) bogus"),
+    (
+        "train --table: with metrics",
+        "train --table {flat} --target Churn --id customer --metrics {odd_metrics}",
+        "give it with --data",
+    ),
     ("train: both data and table", "train --data {data} --table {flat}", "either --data"),
     ("train: no data folder", "train --data {missing}", "does not exist"),
     ("train: corrupt table", "train --data {corrupt}", "accounts"),
@@ -216,6 +229,7 @@ def inputs(trained_store, tmp_path_factory) -> dict[str, str]:
     (root / "odd_policy.yaml").write_text("bogus: 1\n")
     odd = "metrics:\n  - {name: x, events: [login], agg: count, window_days: 30, description: logins, bogus: 1}\n"
     (root / "odd_metrics.yaml").write_text(odd)
+    (root / "odd_section.yaml").write_text("ratio:\n  - {name: r, numerator: a, denominator: b, description: d}\n")
     (root / "empty_scores.csv").write_text(",".join(OUTPUT) + "\n")
     (root / "a_file.txt").write_text("I am a file")
     (root / "a_folder.csv").mkdir()
@@ -249,10 +263,16 @@ def inputs(trained_store, tmp_path_factory) -> dict[str, str]:
             "garbage": str(root / "garbage.yaml"),
             "odd_policy": str(root / "odd_policy.yaml"),
             "odd_metrics": str(root / "odd_metrics.yaml"),
+            "odd_section": str(root / "odd_section.yaml"),
             "file": str(root / "a_file.txt"),
             "folder": str(root / "a_folder.csv"),
         }
     mlflow.set_tracking_uri(previous)
+
+
+def problem_lines(output: str) -> list[str]:
+    """The output's lines but the data-quality warnings loading may print first (junk rows are not errors)."""
+    return [line for line in output.splitlines() if line.strip() and not line.startswith("warning: ")]
 
 
 def listing(folder: Path) -> list[str]:
@@ -271,8 +291,7 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(args, says, inputs, tmp_
     with pytest.raises(SystemExit) as done:
         main()
     said = capsys.readouterr()
-    lines = [line for line in (said.out + said.err).splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("warning: ")]  # what loading cleaned may precede it
+    lines = problem_lines(said.out + said.err)
     assert done.value.code not in (0, None)
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert says in lines[0]
@@ -305,6 +324,6 @@ def test_the_installed_command_says_one_line_without_a_traceback(args, says, inp
     env = os.environ | {"TIERWISE_SCORES_STORE": str(out / "store.parquet")}
     argv = [str(TIERWISE), *args.format(out=out, **inputs).split()]
     done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True)
-    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    lines = problem_lines(done.stdout + done.stderr)
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
     assert listing(tmp_path) == ["out"]

@@ -155,7 +155,7 @@ def promote(target: str, version: str) -> str:
     try:
         MlflowClient().get_model_version(name, str(version))
     except MlflowException as exc:
-        raise DataError(f"{name} has no version {version!r} in {settings.tracking_uri()}") from exc
+        raise DataError(f"{name} has no version {version!r} in {settings.tracking_store()}") from exc
     assign_alias(name, str(version), CHAMPION)
     return name
 
