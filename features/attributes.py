@@ -88,10 +88,17 @@ class AttributeScreen:
     chosen: tuple[str, ...]
     excluded: dict[str, str] = field(default_factory=dict)  # column -> why
     separation: dict[str, float] = field(default_factory=dict)  # column -> AUC, for the columns screened
+    unscreened: bool = False  # too few churned or in-force accounts for the leak screen to run
 
     def warnings(self) -> list[str]:
-        """One line per excluded column, for the training output."""
-        return [f"accounts.{col} excluded: {why}" for col, why in self.excluded.items()]
+        """One line per excluded column (and one when the leak screen could not run), for the output."""
+        out = [f"accounts.{col} excluded: {why}" for col, why in self.excluded.items()]
+        if self.unscreened and self.chosen:
+            out.append(
+                f"accounts: {', '.join(self.chosen)} not screened for today's state: fewer than {MIN_GROUP} churned "
+                "or in-force accounts at the data end; declare only static columns (attributes.static)"
+            )
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,7 +135,7 @@ def screen_attributes(tables: Tables, declared: Attributes) -> AttributeScreen:
                     "today's CRM state leaks the outcome"
                 )
     chosen = tuple(c for c in left if c not in excluded)
-    return AttributeScreen(chosen=chosen, excluded=excluded, separation=separation)
+    return AttributeScreen(chosen=chosen, excluded=excluded, separation=separation, unscreened=churned is None)
 
 
 def churned_by_data_end(tables: Tables) -> np.ndarray | None:

@@ -185,6 +185,18 @@ def test_the_screen_refuses_todays_crm_state_and_keeps_static_traits(crm_tables)
     assert "accounts.status excluded: its values separate churned from in-force accounts" in " ".join(screen.warnings())
 
 
+def test_a_book_too_small_to_screen_says_so(crm_tables):
+    few = crm_tables.accounts.iloc[:15]
+    tables = Tables(
+        few,
+        crm_tables.subscriptions[crm_tables.subscriptions["account_id"].isin(few["account_id"])],
+        crm_tables.events[crm_tables.events["account_id"].isin(few["account_id"])],
+    )
+    screen = screen_attributes(tables, Attributes())
+    assert screen.unscreened and "status" in screen.chosen  # nothing to tell state from trait with
+    assert "not screened for today's state: fewer than 10 churned or in-force accounts" in screen.warnings()[-1]
+
+
 def test_shipped_declarations_exclude_common_state_columns(crm_tables):
     fs = build_features(crm_tables, [crm_tables.data_end])
     assert fs.attribute_screen.excluded["status"] == "listed in attributes.exclude of the metrics file"
