@@ -221,11 +221,13 @@ def test_static_and_exclude_declarations_are_honoured_and_static_columns_still_s
         ({"exclude": "status"}, "attributes.exclude must be a list of column names"),
         ({"keep": ["plan"]}, "'attributes' takes only 'static' and 'exclude' lists"),
         ({"static": ["no_such_column"]}, "attributes.static names column(s) the accounts table lacks"),
+        ("attribute", "unknown section(s) attribute; use event_labels, metrics, ratios, attributes"),
     ],
 )
 def test_a_malformed_attribute_declaration_is_named(crm_tables, tmp_path, section, message):
     path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump({"attributes": section}))
+    spec = {"attribute": {"exclude": ["plan"]}} if section == "attribute" else {"attributes": section}
+    path.write_text(yaml.safe_dump(spec))
     with pytest.raises(DataError) as err:
         build_features(crm_tables, [crm_tables.data_end], metric_set_for(crm_tables, path))
     assert message in str(err.value)
