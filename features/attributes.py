@@ -128,7 +128,7 @@ def screen_attributes(tables: Tables, declared: Attributes) -> AttributeScreen:
     separation = {}
     if left and churned is not None:
         for col in left:
-            separation[col] = separation_auc(accounts[col], churned)
+            separation[col] = separation_auc(accounts.loc[churned.index, col], churned.to_numpy())
             if separation[col] > MAX_SEPARATION:
                 excluded[col] = (
                     f"its values separate churned from in-force accounts (AUC {separation[col]:.2f}); "
@@ -138,13 +138,16 @@ def screen_attributes(tables: Tables, declared: Attributes) -> AttributeScreen:
     return AttributeScreen(chosen=chosen, excluded=excluded, separation=separation, unscreened=churned is None)
 
 
-def churned_by_data_end(tables: Tables) -> np.ndarray | None:
-    """Per account (in table order): 1 when none of its subscriptions is in force when the data ends.
+def churned_by_data_end(tables: Tables) -> pd.Series | None:
+    """Per customer (an account with any subscription; index as in `accounts`): 1 when none of its
+    subscriptions is in force when the data ends, else 0. Accounts that never subscribed never churned.
 
     None when either group has fewer than `MIN_GROUP` accounts: no screen can tell state from trait then.
     """
-    in_force = contract_state(tables.subscriptions, pd.DatetimeIndex([tables.data_end]))["account_id"]
-    churned = (~tables.accounts["account_id"].isin(set(in_force))).to_numpy(dtype=int)
+    in_force = set(contract_state(tables.subscriptions, pd.DatetimeIndex([tables.data_end]))["account_id"])
+    ids = tables.accounts["account_id"]
+    customers = ids[ids.isin(set(tables.subscriptions["account_id"]))]
+    churned = (~customers.isin(in_force)).astype(int)
     if min(churned.sum(), len(churned) - churned.sum()) < MIN_GROUP:
         return None
     return churned

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 import features.metrics
-from features.attributes import Attributes, screen_attributes
+from features.attributes import Attributes, churned_by_data_end, screen_attributes
 from features.build import build_features, metric_set_for
 from features.metrics import DEFAULT_YAML, MetricSet, default_metric_set
 from features.pipeline import features_to_file
@@ -183,6 +183,20 @@ def test_the_screen_refuses_todays_crm_state_and_keeps_static_traits(crm_tables)
     assert screen.excluded["last_contacted"].startswith("date-like")
     assert screen.excluded["crm_ref"].startswith("id-like") and screen.excluded["hubspot_id"].startswith("id-like")
     assert "accounts.status excluded: its values separate churned from in-force accounts" in " ".join(screen.warnings())
+
+
+def test_accounts_that_never_subscribed_are_not_taken_for_churned(crm_tables):
+    prospects = pd.DataFrame(
+        {"account_id": [f"LEAD-{i}" for i in range(200)], "created_at": crm_tables.accounts["created_at"].iloc[0]}
+    ).assign(industry="prospect-only", region="EU", employees=10, plan="none", segment="smb")
+    tables = Tables(
+        pd.concat([crm_tables.accounts, prospects], ignore_index=True), crm_tables.subscriptions, crm_tables.events
+    )
+    churned = churned_by_data_end(tables)
+    assert len(churned) == crm_tables.subscriptions["account_id"].nunique()
+    assert not churned.index.isin(range(len(crm_tables.accounts), len(tables.accounts))).any()
+    screen = screen_attributes(tables, Attributes())
+    assert "industry" in screen.chosen and "status" in screen.excluded  # 200 leads did not make industry a leak
 
 
 def test_a_book_too_small_to_screen_says_so(crm_tables):
