@@ -88,10 +88,17 @@ class AttributeScreen:
     chosen: tuple[str, ...]
     excluded: dict[str, str] = field(default_factory=dict)  # column -> why
     separation: dict[str, float] = field(default_factory=dict)  # column -> AUC, for the columns screened
+    unscreened: bool = False  # too few churned or in-force accounts for the leak screen to run
 
     def warnings(self) -> list[str]:
-        """One line per excluded column, for the training output."""
-        return [f"accounts.{col} excluded: {why}" for col, why in self.excluded.items()]
+        """One line per excluded column (and one when the leak screen could not run), for the output."""
+        out = [f"accounts.{col} excluded: {why}" for col, why in self.excluded.items()]
+        if self.unscreened and self.chosen:
+            out.append(
+                f"accounts: {', '.join(self.chosen)} not screened for today's state: fewer than {MIN_GROUP} churned "
+                "or in-force accounts at the data end; declare only static columns (attributes.static)"
+            )
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,23 +128,26 @@ def screen_attributes(tables: Tables, declared: Attributes) -> AttributeScreen:
     separation = {}
     if left and churned is not None:
         for col in left:
-            separation[col] = separation_auc(accounts[col], churned)
+            separation[col] = separation_auc(accounts.loc[churned.index, col], churned.to_numpy())
             if separation[col] > MAX_SEPARATION:
                 excluded[col] = (
                     f"its values separate churned from in-force accounts (AUC {separation[col]:.2f}); "
                     "today's CRM state leaks the outcome"
                 )
     chosen = tuple(c for c in left if c not in excluded)
-    return AttributeScreen(chosen=chosen, excluded=excluded, separation=separation)
+    return AttributeScreen(chosen=chosen, excluded=excluded, separation=separation, unscreened=churned is None)
 
 
-def churned_by_data_end(tables: Tables) -> np.ndarray | None:
-    """Per account (in table order): 1 when none of its subscriptions is in force when the data ends.
+def churned_by_data_end(tables: Tables) -> pd.Series | None:
+    """Per customer (an account with any subscription; index as in `accounts`): 1 when none of its
+    subscriptions is in force when the data ends, else 0. Accounts that never subscribed never churned.
 
     None when either group has fewer than `MIN_GROUP` accounts: no screen can tell state from trait then.
     """
-    in_force = contract_state(tables.subscriptions, pd.DatetimeIndex([tables.data_end]))["account_id"]
-    churned = (~tables.accounts["account_id"].isin(set(in_force))).to_numpy(dtype=int)
+    in_force = set(contract_state(tables.subscriptions, pd.DatetimeIndex([tables.data_end]))["account_id"])
+    ids = tables.accounts["account_id"]
+    customers = ids[ids.isin(set(tables.subscriptions["account_id"]))]
+    churned = (~customers.isin(in_force)).astype(int)
     if min(churned.sum(), len(churned) - churned.sum()) < MIN_GROUP:
         return None
     return churned

@@ -24,7 +24,7 @@ ALL_EVENTS = "activity"
 WINDOWS = (7, 30, 90)
 LOOKBACK = 365  # the longest window: no metric looks further back than this
 DEFAULT_YAML = Path(__file__).with_name("metrics.yaml")
-SECTIONS = ("event_labels", "metrics", "ratios", "attributes")  # what a metrics file may declare
+SECTIONS = ("event_labels", "metrics", "ratios", "attributes")  # what a metrics YAML may hold
 SEAT_UTILISATION = "seat_utilisation"  # active users in 30 days / seats: exists only with user ids
 CONTRACT_COLUMNS = ("arr", "seats", SEAT_UTILISATION, "tenure_days", "days_to_renewal")
 
@@ -246,8 +246,8 @@ def load_yaml(path: Path) -> dict:
         raise DataError(f"metrics file {path}: {exc}") from exc
     if not isinstance(spec, dict):
         raise DataError(f"metrics file {path}: expected a mapping with 'metrics' and 'ratios'")
-    unknown = sorted(map(str, set(spec) - set(SECTIONS)))
-    if unknown:  # a misspelt section ('ratio:') would otherwise be ignored without a word
+    unknown = sorted(set(map(str, spec)) - set(SECTIONS))
+    if unknown:  # a misspelt section would otherwise be ignored without a word
         raise DataError(f"metrics file {path}: unknown section(s) {', '.join(unknown)}; use {', '.join(SECTIONS)}")
     return spec
 

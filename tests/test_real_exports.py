@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 import features.metrics
-from features.attributes import Attributes, screen_attributes
+from features.attributes import Attributes, churned_by_data_end, screen_attributes
 from features.build import build_features, metric_set_for
 from features.metrics import DEFAULT_YAML, MetricSet, default_metric_set
 from features.pipeline import features_to_file
@@ -185,6 +185,32 @@ def test_the_screen_refuses_todays_crm_state_and_keeps_static_traits(crm_tables)
     assert "accounts.status excluded: its values separate churned from in-force accounts" in " ".join(screen.warnings())
 
 
+def test_accounts_that_never_subscribed_are_not_taken_for_churned(crm_tables):
+    prospects = pd.DataFrame(
+        {"account_id": [f"LEAD-{i}" for i in range(200)], "created_at": crm_tables.accounts["created_at"].iloc[0]}
+    ).assign(industry="prospect-only", region="EU", employees=10, plan="none", segment="smb")
+    tables = Tables(
+        pd.concat([crm_tables.accounts, prospects], ignore_index=True), crm_tables.subscriptions, crm_tables.events
+    )
+    churned = churned_by_data_end(tables)
+    assert len(churned) == crm_tables.subscriptions["account_id"].nunique()
+    assert not churned.index.isin(range(len(crm_tables.accounts), len(tables.accounts))).any()
+    screen = screen_attributes(tables, Attributes())
+    assert "industry" in screen.chosen and "status" in screen.excluded  # 200 leads did not make industry a leak
+
+
+def test_a_book_too_small_to_screen_says_so(crm_tables):
+    few = crm_tables.accounts.iloc[:15]
+    tables = Tables(
+        few,
+        crm_tables.subscriptions[crm_tables.subscriptions["account_id"].isin(few["account_id"])],
+        crm_tables.events[crm_tables.events["account_id"].isin(few["account_id"])],
+    )
+    screen = screen_attributes(tables, Attributes())
+    assert screen.unscreened and "status" in screen.chosen  # nothing to tell state from trait with
+    assert "not screened for today's state: fewer than 10 churned or in-force accounts" in screen.warnings()[-1]
+
+
 def test_shipped_declarations_exclude_common_state_columns(crm_tables):
     fs = build_features(crm_tables, [crm_tables.data_end])
     assert fs.attribute_screen.excluded["status"] == "listed in attributes.exclude of the metrics file"
@@ -209,11 +235,13 @@ def test_static_and_exclude_declarations_are_honoured_and_static_columns_still_s
         ({"exclude": "status"}, "attributes.exclude must be a list of column names"),
         ({"keep": ["plan"]}, "'attributes' takes only 'static' and 'exclude' lists"),
         ({"static": ["no_such_column"]}, "attributes.static names column(s) the accounts table lacks"),
+        ("attribute", "unknown section(s) attribute; use event_labels, metrics, ratios, attributes"),
     ],
 )
 def test_a_malformed_attribute_declaration_is_named(crm_tables, tmp_path, section, message):
     path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump({"attributes": section}))
+    spec = {"attribute": {"exclude": ["plan"]}} if section == "attribute" else {"attributes": section}
+    path.write_text(yaml.safe_dump(spec))
     with pytest.raises(DataError) as err:
         build_features(crm_tables, [crm_tables.data_end], metric_set_for(crm_tables, path))
     assert message in str(err.value)

@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from features.build import metric_set_for
 from features.bundle import ModelBundle
 from features.metrics import load_yaml
-from features.pipeline import data_warnings, print_warnings
+from features.pipeline import print_warnings
 from features.policy import load_policy
 from features.subscriptions import LabelRules
 from features.tables import load_tables
@@ -95,10 +95,11 @@ def train(
     with threadpool_limits(1, user_api="blas"), Progress(console=console, transient=True) as progress:
         task = progress.add_task("loading tables", total=2 + 2 * len(TARGETS))
         tables = load_tables(data_dir)
+        print_warnings(console, tables.quality.warnings())  # shown even if what is left cannot train
         progress.update(task, advance=1, description="building snapshots")
         metrics = metric_set_for(tables, metrics_yaml)
         snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, label_rules, metrics)
-        print_warnings(console, data_warnings(snap.tables, snap.features))
+        print_warnings(console, snap.features.attribute_screen.warnings())
         progress.update(task, advance=1)
         console.print(snapshot_line(snap), soft_wrap=True)
         experiment_id = use_experiment(experiment)
