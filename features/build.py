@@ -6,12 +6,14 @@ model, so both see exactly the same columns in the same order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pandas as pd
 
+from features.attributes import AttributeScreen, screen_attributes
 from features.engine import encode_events, window_metrics
-from features.metrics import MetricSet, default_metric_set
+from features.metrics import ALL_EVENTS, SEAT_UTILISATION, MetricSet, default_metric_set
 from features.subscriptions import LabelRules, labels, subscription_features
 from features.tables import DataError, Tables
 
@@ -27,8 +29,8 @@ CONTRACT = {  # name: (description, actionable by a CSM)
     "tenure_days": ("days since the account was created", False),
     "lifecycle_stage": ("lifecycle stage (onboarding until the first renewal)", False),
 }
-NOT_FIRMOGRAPHIC = {"account_id", "created_at"}
 MIN_HISTORY_DAYS = 30
+USERS_30D = f"{ALL_EVENTS}__users_30d"  # the active users seat utilisation divides by seats
 MIN_WARM_UP_DAYS = 7  # the shortest metric window: no snapshot before a week of events
 
 
@@ -56,7 +58,8 @@ class FeatureSet:
     descriptions: dict[str, str]
     families: dict[str, str]
     actionable: dict[str, bool]
-    metrics: MetricSet
+    metrics: MetricSet  # with the attribute columns chosen, as a model stores it
+    attribute_screen: AttributeScreen | None = None  # what the screen decided, when this build ran it
 
     @property
     def matrix(self) -> pd.DataFrame:
@@ -76,41 +79,76 @@ def build_features(
         tables: validated input tables.
         as_of_dates: one or many dates; all are answered from one pass over the events.
         metrics: the metric set to compute; by default derived from the event types present
-            (plus `features/metrics.yaml`). Scoring passes the set logged with the model.
+            (plus `features/metrics.yaml`). A set whose attribute columns are not chosen yet has
+            them screened here (`features.attributes`); scoring passes the set logged with the
+            model, whose attribute columns are used exactly as stored.
         min_history_days: accounts younger than this get `insufficient_history = True`.
     """
     dates = pd.DatetimeIndex(pd.to_datetime(list(as_of_dates))).normalize().unique().sort_values()
     if len(dates) == 0:
         raise DataError("no as-of dates given")
-    metrics = metrics or default_metric_set(sorted(tables.events["event"].unique()))
+    metrics = metrics or metric_set_for(tables)
+    if metrics.uses_users and not tables.has_users:
+        raise DataError(
+            "events: no user_id (the column is absent or empty), but the metric set counts users "
+            "(a model trained on events with user ids): retrain on these tables, or export user_id"
+        )
+    metrics, screen = with_attributes(tables, metrics)
+    attributes = list(metrics.attributes.chosen)
     contract = subscription_features(tables, dates)
     windows = window_metrics(encode_events(tables), metrics, dates)
     frame = contract.merge(windows, on=KEYS, how="left")
-    frame["seat_utilisation"] = frame["activity__users_30d"] / frame["seats"].where(frame["seats"] > 0)
+    contract_names = [c for c in CONTRACT if c != SEAT_UTILISATION or USERS_30D in frame]
+    if SEAT_UTILISATION in contract_names:
+        frame[SEAT_UTILISATION] = frame[USERS_30D] / frame["seats"].where(frame["seats"] > 0)
     for d in metrics.derived:
         frame[d.name] = d.values(frame)
-    firmographics = [c for c in tables.accounts.columns if c not in NOT_FIRMOGRAPHIC]
-    frame = frame.join(tables.accounts.set_index("account_id")[firmographics], on="account_id")
+    frame = frame.join(tables.accounts.set_index("account_id")[attributes], on="account_id")
     frame["insufficient_history"] = frame["tenure_days"] < min_history_days
-    names = metrics.feature_names + list(CONTRACT) + firmographics
-    categorical = ["lifecycle_stage"] + [c for c in firmographics if not is_numeric(tables.accounts[c])]
+    names = metrics.feature_names + contract_names + attributes
+    categorical = ["lifecycle_stage"] + [c for c in attributes if not is_numeric(tables.accounts[c])]
     for col in categorical:
         frame[col] = frame[col].astype("string").astype("category")
     frame = frame.sort_values(KEYS, ignore_index=True)
+    contract_info = {k: CONTRACT[k] for k in contract_names}
     return FeatureSet(
         frame=frame[KEYS + INFO + names],
         names=names,
         categorical=categorical,
-        descriptions=metrics.descriptions | {k: v[0] for k, v in CONTRACT.items()} | {c: c for c in firmographics},
+        descriptions=metrics.descriptions | {k: v[0] for k, v in contract_info.items()} | {c: c for c in attributes},
         families=metrics.families
-        | {k: k for k in CONTRACT}
-        | {"seat_utilisation": "active_users"}
-        | {c: c for c in firmographics},
+        | {k: k for k in contract_info}
+        | ({SEAT_UTILISATION: "active_users"} if SEAT_UTILISATION in contract_info else {})
+        | {c: c for c in attributes},
         actionable={n: True for n in metrics.feature_names}
-        | {k: v[1] for k, v in CONTRACT.items()}
-        | dict.fromkeys(firmographics, False),
+        | {k: v[1] for k, v in contract_info.items()}
+        | dict.fromkeys(attributes, False),
         metrics=metrics,
+        attribute_screen=screen,
     )
+
+
+def metric_set_for(tables: Tables, yaml_path: Path | None = None) -> MetricSet:
+    """The default metric set for these tables: their event types, user-based metrics only with user ids.
+
+    `yaml_path` replaces the shipped `features/metrics.yaml` (see `default_metric_set`).
+    """
+    return default_metric_set(sorted(tables.events["event"].unique()), yaml_path, users=tables.has_users)
+
+
+def with_attributes(tables: Tables, metrics: MetricSet) -> tuple[MetricSet, AttributeScreen | None]:
+    """The metric set with its attribute columns decided: screened now (training), or as stored (scoring).
+
+    Raises:
+        DataError: the accounts table lacks an attribute column the model was trained with.
+    """
+    if metrics.attributes.chosen is None:
+        screen = screen_attributes(tables, metrics.attributes)
+        return replace(metrics, attributes=replace(metrics.attributes, chosen=screen.chosen)), screen
+    missing = [c for c in metrics.attributes.chosen if c not in tables.accounts.columns]
+    if missing:
+        raise DataError(f"accounts: missing attribute column(s) {', '.join(missing)} that the model was trained with")
+    return metrics, None
 
 
 def build_snapshots(

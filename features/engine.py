@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.metrics import Metric, MetricSet
-from features.tables import Tables
+from features.tables import Tables, positions_in
 
 SHIFT = np.int64(1 << 22)  # room for ~11,000 years of days inside one sortable int64 key
 
@@ -69,13 +69,6 @@ def encode_events(tables: Tables) -> EncodedEvents:
         }
     ).drop_duplicates()
     return EncodedEvents(accounts, {name: i for i, name in enumerate(event_names)}, day0, daily, user_days)
-
-
-def positions_in(index: pd.Index, values: pd.Series) -> np.ndarray:
-    """Position of each value in `index`; for a categorical, looked up once per category, not per row."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return index.get_indexer(values.cat.categories).astype(np.int64)[values.cat.codes.to_numpy()]
-    return index.get_indexer(values).astype(np.int64)
 
 
 def window_metrics(encoded: EncodedEvents, metrics: MetricSet, as_of: pd.DatetimeIndex) -> pd.DataFrame:

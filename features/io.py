@@ -18,6 +18,7 @@ import pandas as pd
 from features.errors import DataError
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TABLE_SUFFIXES = (".csv", ".parquet")
 
 
 @contextmanager
@@ -39,11 +40,39 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def output_file(path: Path | str, suffixes: tuple[str, ...] = TABLE_SUFFIXES, what: str = "output") -> Path:
+    """The path an output will be written to, or a DataError saying why it cannot be, before any work is done.
+
+    A missing parent folder is not an error: `atomic_path` creates it when the output is
+    written (as `mkdir -p` would). Refused: a suffix not in `suffixes`, a path that is a
+    folder, a file standing where a parent folder should be, a parent folder not writable.
+    """
+    path = Path(path)
+    if path.suffix not in suffixes:
+        raise DataError(f"{what} {path}: use a {' or '.join(suffixes)} file name")
+    if path.is_dir():
+        raise DataError(f"{what} {path}: is a folder; give a file name")
+    return writable_folder(path, path.parent, what)
+
+
+def output_folder(path: Path | str, what: str = "output") -> Path:
+    """A folder outputs will be written into (created later if missing), or a DataError saying why it cannot be."""
+    return writable_folder(Path(path), Path(path), what)
+
+
+def writable_folder(path: Path, folder: Path, what: str) -> Path:
+    """`path` when `folder` exists as a writable folder or can be created, else a DataError naming `path`."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise DataError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"{what} {path}: cannot write in {existing} (permission denied)")
+    return path
+
+
 def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
     """Write CSV (spreadsheet-safe) or Parquet, chosen by the extension, atomically; returns the path."""
-    path = Path(path)
-    if path.suffix not in (".csv", ".parquet"):
-        raise ValueError(f"output {path}: use a .csv or .parquet file name")
+    path = output_file(path)
     with atomic_path(path) as tmp:
         if path.suffix == ".csv":
             spreadsheet_safe(frame).to_csv(tmp, index=False)

@@ -10,12 +10,13 @@ compiled to SQL for a larger engine (`to_sql`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from features.attributes import Attributes
 from features.tables import DataError
 
 AGGREGATES = ("count", "active_days", "distinct_users", "days_since_last", "sum_value", "mean_value")
@@ -23,7 +24,8 @@ ALL_EVENTS = "activity"
 WINDOWS = (7, 30, 90)
 LOOKBACK = 365  # the longest window: no metric looks further back than this
 DEFAULT_YAML = Path(__file__).with_name("metrics.yaml")
-CONTRACT_COLUMNS = ("arr", "seats", "seat_utilisation", "tenure_days", "days_to_renewal")
+SEAT_UTILISATION = "seat_utilisation"  # active users in 30 days / seats: exists only with user ids
+CONTRACT_COLUMNS = ("arr", "seats", SEAT_UTILISATION, "tenure_days", "days_to_renewal")
 
 
 @dataclass(frozen=True)
@@ -87,20 +89,31 @@ class Derived:
 
 @dataclass(frozen=True)
 class MetricSet:
-    """Everything the engine computes: window metrics plus metrics derived from them."""
+    """Everything the engine computes: window metrics, metrics derived from them, and which account
+    attributes are features (decided in training, then stored with the model like the rest)."""
 
     windows: tuple[Metric, ...]
     derived: tuple[Derived, ...]
+    attributes: Attributes = field(default_factory=Attributes)
 
     def to_dict(self) -> dict:
         """Plain data, to log with a model and rebuild the identical set at scoring."""
-        return {"windows": [asdict(m) for m in self.windows], "derived": [asdict(d) for d in self.derived]}
+        return {
+            "windows": [asdict(m) for m in self.windows],
+            "derived": [asdict(d) for d in self.derived],
+            "attributes": self.attributes.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> MetricSet:
         """Inverse of `to_dict`."""
         windows = tuple(Metric(**{**m, "events": tuple(m["events"])}) for m in data["windows"])
-        return cls(windows, tuple(Derived(**d) for d in data["derived"]))
+        return cls(windows, tuple(Derived(**d) for d in data["derived"]), Attributes.from_dict(data.get("attributes")))
+
+    @property
+    def uses_users(self) -> bool:
+        """Whether any metric counts distinct users (and so needs events with a `user_id`)."""
+        return any(m.agg == "distinct_users" for m in self.windows)
 
     @property
     def feature_names(self) -> list[str]:
@@ -187,9 +200,17 @@ def activity_metrics() -> tuple[list[Metric], list[Derived]]:
     return windows, derived
 
 
-def default_metric_set(event_types: list[str], yaml_path: Path | None = DEFAULT_YAML) -> MetricSet:
-    """Metrics for the event types present, plus the YAML declarations whose events exist here."""
-    spec = load_yaml(yaml_path) if yaml_path else {}
+def default_metric_set(event_types: list[str], yaml_path: Path | None = None, users: bool = True) -> MetricSet:
+    """Metrics for the event types present, plus the YAML declarations whose events exist here.
+
+    Args:
+        event_types: the event types in the data; each gets the default metrics.
+        yaml_path: the declarations file; it REPLACES the shipped `features/metrics.yaml` (None:
+            the shipped file), while the per-event-type metrics are derived from the data either way.
+        users: False when the events carry no `user_id`: user-based metrics (distinct users, their
+            trend, seat utilisation and ratios over users) are then left out, not computed as zero.
+    """
+    spec = load_yaml(yaml_path or DEFAULT_YAML)
     labels = spec.get("event_labels", {}) or {}
     windows, derived = activity_metrics()
     for event in sorted(event_types):
@@ -201,13 +222,19 @@ def default_metric_set(event_types: list[str], yaml_path: Path | None = DEFAULT_
         metric = yaml_metric(item)
         if not metric.events or present.intersection(metric.events):
             windows.append(metric)
-    names = {m.name for m in windows} | {d.name for d in derived} | set(CONTRACT_COLUMNS)
+    names = set(CONTRACT_COLUMNS)
+    if not users:  # without user ids whatever counts users is absent, never zero
+        windows = [m for m in windows if m.agg != "distinct_users"]
+        names.discard(SEAT_UTILISATION)
+    names |= {m.name for m in windows}
+    derived = [d for d in derived if d.numerator in names and d.denominator in names]
+    names |= {d.name for d in derived}
     for item in spec.get("ratios", []) or []:
         ratio = yaml_ratio(item)
         if ratio.numerator in names and ratio.denominator in names:
             derived.append(ratio)
             names.add(ratio.name)
-    return MetricSet(tuple(windows), tuple(derived))
+    return MetricSet(tuple(windows), tuple(derived), Attributes.from_yaml(spec.get("attributes")))
 
 
 def load_yaml(path: Path) -> dict:
@@ -227,6 +254,7 @@ def yaml_metric(item: dict) -> Metric:
     missing = [k for k in need if k not in item]
     if missing:
         raise DataError(f"metrics file: metric {item.get('name', item)!r} lacks {', '.join(missing)}")
+    unknown_keys("metric", item, (*need, "family"))
     if not 0 < int(item["window_days"]) <= LOOKBACK:
         raise DataError(f"metrics file: metric {item['name']!r} needs 0 < window_days <= {LOOKBACK}")
     if item["agg"] not in AGGREGATES:
@@ -238,11 +266,22 @@ def yaml_metric(item: dict) -> Metric:
 
 def yaml_ratio(item: dict) -> Derived:
     """One declared ratio of two metrics."""
-    missing = [k for k in ("name", "numerator", "denominator", "description") if k not in item]
+    need = ("name", "numerator", "denominator", "description")
+    missing = [k for k in need if k not in item]
     if missing:
         raise DataError(f"metrics file: ratio {item.get('name', item)!r} lacks {', '.join(missing)}")
+    unknown_keys("ratio", item, (*need, "family"))
     family = item.get("family") or item["numerator"].split("__")[0]
     return Derived(slug_of(item["name"]), family, "ratio", item["numerator"], item["denominator"], item["description"])
+
+
+def unknown_keys(kind: str, item: dict, known: tuple[str, ...]) -> None:
+    """Refuse a declaration with a key tierwise does not read: a typo (`window_day`) would silently do nothing."""
+    unknown = sorted(map(str, set(item) - set(known)))
+    if unknown:
+        raise DataError(
+            f"metrics file: {kind} {item['name']!r} has unknown key(s) {', '.join(unknown)}; use {', '.join(known)}"
+        )
 
 
 def slug_of(text: str) -> str:

@@ -2,7 +2,8 @@
 
 Features are built point-in-time from the raw tables with the metric set logged with the churn
 champion, so the model sees exactly what it was trained on. The output file and the
-latest-scores store are each written whole (temp file + rename), the CSV spreadsheet-safe.
+latest-scores store are each written whole (temp file + rename), the CSV spreadsheet-safe; the
+store only takes the batch when the publish rules of `serving.store.publish` allow it.
 """
 
 from __future__ import annotations
@@ -15,22 +16,30 @@ import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from features.build import build_features
-from features.io import FORMULA_STARTS, read_user_table, write_table
+from features.io import FORMULA_STARTS, output_file, read_user_table, write_table
+from features.pipeline import check_as_of
 from features.tables import DataError, load_tables
 from serving import reasons as rs
-from serving.registry import CHURN_TABLE, load_bundle, load_models
+from serving.registry import CHURN, CHURN_TABLE, GROWTH, Models, load_bundle, load_models, resolve_version
 from serving.scoring import REASONS, model_array, score_frame
-from serving.store import write_store
-from serving.tiers import load_policy
+from serving.store import Publication, publish
+from serving.tiers import Allocation, allocation, load_policy
 
 
 @dataclass(frozen=True)
 class ScoreRun:
-    """What a batch wrote: the output file, the store, and the scored rows (for a summary)."""
+    """What a batch wrote: the output file, the scored rows (for a summary), and whether it was published."""
 
     out: Path
-    store: Path | None
     scored: pd.DataFrame
+    publication: Publication | None = None  # None: table mode, which has no store
+    allocation: Allocation | None = None  # what the tiers are expected to cover (none in table mode)
+    warnings: tuple[str, ...] = ()  # what loading dropped from the tables (QA accounts, duplicates, ...)
+
+    @property
+    def store(self) -> Path | None:
+        """The latest-scores store the batch replaced, or None when it was not published."""
+        return self.publication.store if self.publication and self.publication.published else None
 
 
 def score_to_file(
@@ -40,8 +49,9 @@ def score_to_file(
     policy_path: Path | None = None,
     previous: Path | None = None,
     model_versions: dict[str, int | None] | None = None,
+    publish_scores: bool | None = None,
 ) -> ScoreRun:
-    """Score every account active on `as_of` and write the output file and the latest-scores store.
+    """Score every account active on `as_of`, write the output file and, when the rules allow, the store.
 
     Args:
         data_dir: folder with the accounts, subscriptions and events tables.
@@ -50,11 +60,14 @@ def score_to_file(
         policy_path: tier policy YAML (the shipped default when None).
         previous: last run's output file, for stable tiers and "what changed".
         model_versions: `{"churn": N, "growth": M}` to score with those versions instead of the champions.
+        publish_scores: True or False to publish to the latest-scores store or not; None (the
+            default) publishes only the champions' scores of the newest as-of date.
 
     Raises:
         DataError: bad tables, policy or previous file; no champion or unknown version; an as-of
             date after the data ends or with no active account.
     """
+    output_file(out, what="--out")  # a path that cannot be written should stop the run before any work
     policy = load_policy(policy_path)  # a bad policy should stop the run before the slow part
     last = read_previous(previous) if previous else None
     versions = model_versions or {}
@@ -72,24 +85,46 @@ def score_to_file(
         scored = score_frame(frame, models, policy, last, on_rows=lambda n: progress.advance(step, n))
         progress.update(step, description="writing")
         path = write_table(scored, out)
-        store = write_store(scored)
-    return ScoreRun(path, store, scored)
+        publication = publish(scored, publish_scores, champion_gap(models, versions))
+    return ScoreRun(path, scored, publication, allocation(scored, policy), tuple(tables.quality.warnings()))
 
 
-def score_table(table_path: Path, out: Path, id_col: str = "account_id", version: int | None = None) -> ScoreRun:
+def champion_gap(models: Models, asked: dict[str, int | None]) -> str | None:
+    """Why the models scored with are not the current champions, or None when they are."""
+    gaps = []
+    for name, target, used in ((CHURN, "churn", models.churn_version), (GROWTH, "growth", models.growth_version)):
+        if asked.get(target) is None:  # loaded as the champion a moment ago
+            continue
+        try:
+            champion = resolve_version(name, None)
+        except DataError:
+            champion = "none"
+        if champion != used:
+            gaps.append(f"{name} v{used} is not the champion (v{champion})")
+    return "; ".join(gaps) or None
+
+
+def score_table(table_path: Path, out: Path, id_col: str | None = None, version: int | None = None) -> ScoreRun:
     """Score a flat table (one row per entity, one column per feature) with the `tierwise-churn-table` model.
 
     Writes the id, `churn_risk`, `reason_1..5` and `reasons_json` (no tiers: a flat table carries
     no ARR or contract state to tier by).
 
+    Args:
+        id_col: the table's id column, kept in the output; default: the one the model was trained
+            with (recorded in its bundle), so a table shaped like the training one needs no `--id`.
+
     Raises:
         DataError: the table cannot be read, lacks the id column or a model feature, or no table
             model is registered.
     """
-    table = read_user_table(table_path, "table", (id_col,))
+    output_file(out, what="--out")  # before the model and the table are loaded
     with progress_bar() as progress:
         step = progress.add_task("loading model", total=None)
         bundle, version = load_bundle(CHURN_TABLE, version)
+        id_col = id_col or bundle.info.get("id_column", "account_id")
+        progress.update(step, description="loading table")
+        table = read_user_table(table_path, "--table", (id_col,))
         progress.update(step, description="scoring")
         A = model_array(bundle, version, table)
         points, _, probability = bundle.contributions(A)
@@ -99,16 +134,7 @@ def score_table(table_path: Path, out: Path, id_col: str = "account_id", version
         scored["reasons_json"] = rs.reasons_json(churn=drivers)
         scored["churn_model_version"] = version
         path = write_table(scored, out)
-    return ScoreRun(path, None, scored)
-
-
-def check_as_of(as_of: date, data_end: pd.Timestamp) -> None:
-    """Refuse an as-of date after the data ends: every account would look inactive, hence at risk."""
-    if pd.Timestamp(as_of) > data_end:
-        raise DataError(
-            f"--as-of {as_of} is after the data ends ({data_end.date()} is the day after the last event): "
-            "features would see no recent activity; score on or before that day"
-        )
+    return ScoreRun(path, scored)
 
 
 def read_previous(path: Path) -> pd.DataFrame:

@@ -25,7 +25,10 @@ Result = TypeVar("Result")
 
 
 class Batcher(Generic[Job, Result]):
-    """Call `score(jobs) -> results` (one result per job, in order) on batches of awaited jobs."""
+    """Call `score(jobs) -> results` (one result per job, in order) on batches of awaited jobs.
+
+    A result that is an exception fails only its own job: `score` decides which job failed.
+    """
 
     def __init__(self, score: Callable[[list[Job]], list[Result]], max_batch: int, gather_s: float = 0.006) -> None:
         self.score = score
@@ -58,7 +61,11 @@ class Batcher(Generic[Job, Result]):
                             future.set_exception(exc)
                     continue
                 for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():  # a caller that went away has a cancelled future
+                    if future.done():  # a caller that went away has a cancelled future
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
                         future.set_result(result)
         finally:
             self.draining = None

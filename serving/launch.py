@@ -15,6 +15,7 @@ from rich.console import Console
 
 from features.tables import DataError
 from serving.auth import NO_AUTH_ENV, api_keys
+from serving.redact import public_text
 from tierwise import settings
 
 LOOPBACK_NAMES = {"localhost"}
@@ -61,6 +62,7 @@ def serve(
         "MLFLOW_TRACKING_URI": settings.tracking_uri(),
         "TIERWISE_SCORES_STORE": str(settings.scores_store()),
         "BENTOML_DO_NOT_TRACK": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a progress bar per model download is log noise
     }
     if policy is not None:
         env["TIERWISE_POLICY"] = str(Path(policy).resolve())
@@ -76,7 +78,8 @@ def serve(
             "[bold red]WARNING: API key auth is OFF.[/bold red] Anyone who can reach "
             f"{host}:{port} gets every account's scores. Use this on your own machine only."
         )
-    console.print(f"serving tierwise on http://{host}:{port} (scores: {env['TIERWISE_SCORES_STORE']})")
+    shown = f"models: {public_text(settings.tracking_uri())}, scores: {settings.scores_store().name}"
+    console.print(f"serving tierwise on http://{host}:{port} ({shown})")
     from serving.service import TierwiseService
 
     TierwiseService.config["workers"] = workers

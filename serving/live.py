@@ -6,7 +6,9 @@ while the service runs: a new champion is registered, `tierwise score` writes a 
 background thread polls for either (and `/reload` checks at once); whatever changed is loaded
 off the request path and swapped in with one reference assignment, so a request in flight
 keeps the snapshot it started with. A load that fails leaves the previous state serving and
-is recorded (and exposed by `/model_info`) instead of raised.
+is recorded (and exposed by `/model_info`) instead of raised. A service whose tracking store
+cannot be reached at start starts anyway, not ready (`/readyz` 503), and keeps trying. Error
+texts pass through `serving.redact.public_text`: no password, path or stack reaches a caller or the log.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 
 from features.tables import DataError
 from serving import registry
+from serving.redact import public_text
 from serving.store import read_store
 from serving.tiers import REQUIRED as TIERING_COLUMNS
 from serving.tiers import Standing, check_scored, held_tiers
@@ -101,11 +104,11 @@ def read_book(path: Path) -> Book:
         return Book.empty(path)
     frame = read_store(path).reset_index()
     if "as_of" not in frame.columns:
-        raise DataError(f"latest-scores store {path}: missing column(s) as_of")
+        raise DataError(f"latest-scores store {path.name}: missing column(s) as_of")
     try:
         check_scored(frame)
     except DataError as exc:
-        raise DataError(f"latest-scores store {path}: {exc}") from exc
+        raise DataError(f"latest-scores store {path.name}: {exc}") from exc
     frame["account_id"] = frame["account_id"].astype(str)
     versions = {
         "churn": last_value(frame, "churn_model_version"),
@@ -182,10 +185,11 @@ class LiveState:
     """The models and the book in service now, plus the record of the last reload attempts.
 
     `models` and `book` are only ever replaced whole, so readers need no lock; `refresh` holds
-    a lock so that the poller and `/reload` never load the same thing twice at once.
+    a lock so that the poller and `/reload` never load the same thing twice at once. `models`
+    is None until the champions could be loaded once (the tracking store was unreachable).
     """
 
-    models: registry.Models
+    models: registry.Models | None
     book: Book
     status: dict = field(default_factory=dict)
     failed_versions: tuple[str, str] | None = None
@@ -193,25 +197,40 @@ class LiveState:
 
     @classmethod
     def start(cls) -> LiveState:
-        """Load the champions and the store; a missing champion stops the service (nothing to serve)."""
-        models = registry.load_models()
+        """Load the champions and the store; what cannot be loaded yet is recorded and retried at each poll.
+
+        The service starts not ready rather than not at all when the tracking store is down (a
+        database that starts after the service, a network blip): `/readyz` answers 503 until the
+        champions load. `tierwise serve` checks the store before starting, so a wrong URI on the
+        command line still fails at once.
+        """
         path = settings.scores_store()
         try:
             book = read_book(path)
         except DataError as exc:  # a bad store must not keep scoring down; lookups say what is wrong
-            logger.error("%s", exc)
+            logger.error("%s", public_text(exc))
             book = Book.empty(path)
-        state = cls(models=models, book=book)
+        state = cls(models=None, book=book)
         state.status = {
-            "models": {"ok": True, "at": now_iso(), "versions": state.versions, "error": None},
+            "models": {"ok": False, "at": now_iso(), "versions": state.versions, "error": "not loaded yet"},
             "scores": {"ok": book.stamp is not None, "at": now_iso(), "error": None if book.stamp else "no scores yet"},
         }
+        state.refresh_models(force=True)
         return state
 
     @property
-    def versions(self) -> dict[str, str]:
-        """The registry versions of the models in service."""
+    def versions(self) -> dict[str, str | None]:
+        """The registry versions of the models in service (None before any model loaded)."""
+        if self.models is None:
+            return {"churn": None, "growth": None}
         return {"churn": self.models.churn_version, "growth": self.models.growth_version}
+
+    @property
+    def serving_now(self) -> str:
+        """Which models answer `/score` while a new champion cannot be loaded, in words."""
+        if self.models is None:
+            return "no models in service yet"
+        return f"still serving churn v{self.models.churn_version} / growth v{self.models.growth_version}"
 
     def refresh(self, force: bool = False) -> dict:
         """Load a new champion and/or a new score batch if there is one; returns the reload status.
@@ -230,10 +249,10 @@ class LiveState:
         try:
             registry.mlflow.set_tracking_uri(settings.tracking_uri())
             wanted = (registry.resolve_version(registry.CHURN, None), registry.resolve_version(registry.GROWTH, None))
-            if wanted == (self.models.churn_version, self.models.growth_version):
+            if wanted == tuple(self.versions.values()):
                 return
-            if wanted == self.failed_versions and not force:
-                return
+            if wanted == self.failed_versions and not force and self.models is not None:
+                return  # retried when the alias moves or on /reload; with nothing in service, at every poll
             models = registry.load_models(*wanted)
         except Exception as exc:  # any failure (registry down, torn artifacts, bad booster) keeps the old models
             self.failed_versions = wanted
@@ -241,8 +260,7 @@ class LiveState:
                 "ok": False,
                 "at": now_iso(),
                 "versions": self.versions,
-                "error": f"new champion not loaded, still serving churn v{self.models.churn_version} / "
-                f"growth v{self.models.growth_version}: {exc}",
+                "error": f"new champion not loaded, {self.serving_now}: {public_text(exc)}",
             }
             logger.error("%s", self.status["models"]["error"])
             return
@@ -257,8 +275,9 @@ class LiveState:
             return
         try:
             book = read_book(path)
-        except DataError as exc:
-            self.status["scores"] = {"ok": False, "at": now_iso(), "error": f"{exc}; still serving the last batch"}
+        except Exception as exc:  # a torn or foreign file of any kind keeps the last batch serving
+            error = f"{public_text(exc)}; still serving the last batch"
+            self.status["scores"] = {"ok": False, "at": now_iso(), "error": error}
             logger.error("%s", self.status["scores"]["error"])
             return
         self.book = book

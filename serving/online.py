@@ -14,6 +14,7 @@ The answer says which book (as-of date, size) the proposal was made against.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, date, datetime
 
@@ -40,12 +41,14 @@ class RowError(DataError):
 def checked_rows(rows: list[dict], models: Models, today: date | None = None) -> list[dict]:
     """Posted rows as the models read them, after checking every model feature is present and typed.
 
-    Numbers may be null (a missing value, as in the batch features); categories are text or
-    null, and unseen categories score as missing, as in the batch. `as_of` defaults to today.
+    Numbers may be null (a missing value, as in the batch features), never NaN, infinite or too
+    large for a float; categories are text or null, and unseen categories score as missing, as in
+    the batch. ARR may not be null or negative: the value at stake and so the tier need it (the
+    batch refuses such rows too). `as_of` defaults to today.
 
     Raises:
-        RowError: a feature is missing, a number is not a number, a category is not text, or an
-            account appears twice; the message names `rows[i].field`.
+        RowError: a feature is missing, a number is not a finite number, a category is not text,
+            ARR is missing or negative, or an account appears twice; the message names `rows[i].field`.
     """
     seen: dict[str, int] = {}
     clean = []
@@ -63,6 +66,11 @@ def checked_rows(rows: list[dict], models: Models, today: date | None = None) ->
         out["as_of"] = out["as_of"] or today or datetime.now(UTC).date()
         for name in models.features:
             out[name] = checked_value(row[name], name in models.categorical, i, name)
+        if not out.get("arr", math.nan) >= 0:  # NaN (null) fails the comparison too
+            got = value_text(row.get("arr"))
+            raise RowError(
+                f"rows[{i}].arr", f"the value at stake and the tier need the ARR: expected a number >= 0, got {got}"
+            )
         clean.append(out)
     return clean
 
@@ -91,33 +99,54 @@ def checked_value(value, categorical: bool, row: int, name: str):
     if categorical:
         if isinstance(value, str | int) and not isinstance(value, bool):
             return str(value)
-        raise RowError(f"rows[{row}].{name}", f"expected text or null, got {value!r}")
-    if isinstance(value, bool | int | float):
-        if isinstance(value, float) and math.isinf(value):
-            raise RowError(f"rows[{row}].{name}", "expected a finite number")
-        return float(value)
-    raise RowError(f"rows[{row}].{name}", f"expected a number or null, got {value!r}")
+        raise RowError(f"rows[{row}].{name}", f"expected text or null, got {value_text(value)}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value) if not isinstance(value, int) or abs(value) < 2**1023 else math.inf
+        if not math.isfinite(number):  # 1e400 and Infinity parse as inf, NaN as nan: none is a value
+            raise RowError(
+                f"rows[{row}].{name}",
+                f"expected a finite number or null, got {value_text(value)} (NaN, Infinity and numbers "
+                "too large for a float are not values)",
+            )
+        return number
+    raise RowError(f"rows[{row}].{name}", f"expected a number or null, got {value_text(value)}")
+
+
+def value_text(value) -> str:
+    """A posted value as an error message shows it: short, whatever its size (a 400-digit number)."""
+    text = json.dumps(value, default=repr)  # as JSON writes it: null, true, "nan", NaN
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def score_requests(
+    requests: list[list[dict]], models: Models, policy: TierPolicy, book: Book
+) -> list[list[dict] | Exception]:
+    """Each request's answers, scored together when possible; a request that fails fails alone.
+
+    The batch is scored in one pass (`score_answers`); if that fails (two requests posting the
+    same account, one request's rows that cannot be tiered), each request is scored on its own
+    and a failing one gets its exception as its result, so one caller's rows never fail another's.
+    """
+    try:
+        return score_answers(requests, models, policy, book)
+    except Exception as exc:
+        if len(requests) == 1:
+            return [exc]
+        return [score_requests([request], models, policy, book)[0] for request in requests]
 
 
 def score_answers(requests: list[list[dict]], models: Models, policy: TierPolicy, book: Book) -> list[list[dict]]:
-    """Scores with reasons and tier proposals for several requests' checked rows, in one pass when possible.
+    """Scores with reasons and tier proposals for several requests' checked rows, in one pass.
 
     The rows of all requests are scored together (the adaptive batch: one frame, one model
-    call, one answer build); each request's tiers are still proposed on their own. If the
-    batch fails (two requests posting the same account), each request is scored on its own
-    so one caller's rows never fail another's.
+    call, one answer build); each request's tiers are still proposed on their own.
     """
     rows = [row for request in requests for row in request]
     features = feature_columns(rows, models)
     stored = book_rows(book, features["account_id"])
     held = stored[stored >= 0]
     previous = None if book.stamp is None else {name: values[held] for name, values in book.previous.items()}
-    try:
-        scored = score_columns(features, models, previous)
-    except DataError:
-        if len(requests) == 1:
-            raise
-        return [score_answers([request], models, policy, book)[0] for request in requests]
+    scored = score_columns(features, models, previous)
     sizes = [len(request) for request in requests]
     answers = list(lookup_answers(with_proposals(scored, stored, sizes, policy, book)).values())
     bounds = np.cumsum([0, *sizes])

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from features.bundle import ModelBundle
 from features.tables import DataError
+from serving.redact import public_text
 from tierwise import settings
 
 CHURN, GROWTH, CHURN_TABLE = "tierwise-churn", "tierwise-growth", "tierwise-churn-table"
@@ -70,17 +71,18 @@ def load_bundle(name: str, version: int | str | None = None) -> tuple[ModelBundl
 
 def resolve_version(name: str, version: int | str | None) -> str:
     """The version number to load: the one named (checked to exist) or the champion's."""
-    client = MlflowClient()
+    store = settings.redact_uri(settings.tracking_uri())
     try:
+        client = MlflowClient()
         if version is None:
             return str(client.get_model_version_by_alias(name, CHAMPION).version)
         return str(client.get_model_version(name, str(version)).version)
     except MlflowException as exc:
         if version is None:
-            raise DataError(
-                f"no {CHAMPION} model registered as {name} in {settings.tracking_uri()}: run `tierwise train` first"
-            ) from exc
-        raise DataError(f"model {name} has no version {version} in {settings.tracking_uri()}") from exc
+            raise DataError(f"no {CHAMPION} model registered as {name} in {store}: run `tierwise train` first") from exc
+        raise DataError(f"model {name} has no version {version} in {store}") from exc
+    except Exception as exc:  # a missing database driver, an unreachable host, a refused login
+        raise DataError(f"cannot reach the MLflow tracking store {store}: {public_text(exc)}") from exc
 
 
 def bundle_folder(folder: Path, name: str, version: str) -> Path:

@@ -5,6 +5,12 @@ which renewals are due and how risky they are, what a risk score means, which ac
 the most ARR at risk and why, and who changed tier. It must open anywhere (a laptop offline,
 an email attachment), so CSS and charts are inline (SVG, no JavaScript, no external URL), and
 all account data goes through Jinja's autoescaping because it comes from customers.
+
+The capacity section answers the staffing question: what the human-touch tiers are expected to
+cover now, what one CSM more or fewer in each pool would change (the policy is re-applied to the
+book, so it must be the policy the book was scored with), what is missing when onboarding
+overflows, and what this capacity covered on the backtest of the model that scored the book
+(read from that model's MLflow run: serving never imports training).
 """
 
 from __future__ import annotations
@@ -15,13 +21,18 @@ import re
 from pathlib import Path
 
 import jinja2
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from features.io import read_user_table, write_text
 from features.tables import DataError
+from serving import registry
 from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS
-from serving.tiers import TIERS
+from serving.tiers import POOLS, TECH, TIERS, Standing, TierPolicy, allocation, held_tiers, load_policy, place
+from tierwise import settings
 
 TEMPLATES = Path(__file__).with_name("templates")
 # The report reads the scoring output; it needs everything up to the reasons, not the extras after them.
@@ -42,14 +53,20 @@ SEGMENTS = {  # segment: playbook, in the order a leader reads them (see serving
 }
 
 
-def write_report(scores_path: Path | str, out: Path | str) -> Path:
+def write_report(scores_path: Path | str, out: Path | str, policy_path: Path | str | None = None) -> Path:
     """Render the report for a scores file (`tierwise score` output, CSV or Parquet) to `out`, atomically.
 
+    Args:
+        policy_path: the tier policy the book was scored with (default: the shipped one), for
+            the one-CSM-more-or-fewer table.
+
     Raises:
-        DataError: the scores file is missing, unreadable, empty or lacks a documented column.
+        DataError: the scores file is missing, unreadable, empty or lacks a documented column,
+            or the policy file is bad.
     """
+    policy = load_policy(policy_path)
     scores = read_scores(Path(scores_path))
-    html = render(scores, source=Path(scores_path).name)
+    html = render(scores, source=Path(scores_path).name, policy=policy)
     return write_text(html, out)
 
 
@@ -64,13 +81,14 @@ def read_scores(path: Path) -> pd.DataFrame:
     frame["account_id"] = frame["account_id"].astype(str)
     frame["priority"] = frame["arr_at_risk"] + frame["expected_expansion"]
     frame["previous_tier"] = frame["previous_tier"].astype("string").replace("", pd.NA)
-    for col in ("escalate", "insufficient_history"):
+    for col in ("escalate", "insufficient_history", "onboarding_overflow"):
         frame[col] = frame[col].astype(str).str.lower().isin(["true", "1"])
     return frame
 
 
-def render(scores: pd.DataFrame, source: str) -> str:
-    """The whole page as a string."""
+def render(scores: pd.DataFrame, source: str, policy: TierPolicy | None = None) -> str:
+    """The whole page as a string (`policy`: the one the book was scored with; default the shipped one)."""
+    policy = policy or load_policy()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -81,6 +99,8 @@ def render(scores: pd.DataFrame, source: str) -> str:
         "versions": {k: first_value(scores, f"{k}_model_version") for k in ("churn", "growth")},
         "headline": headline(scores),
         "by_tier": breakdown(scores, "tier", TIERS),
+        "capacity": capacity(scores, policy),
+        "last_time": last_time(first_value(scores, "churn_model_version"), policy),
         "by_segment": breakdown(scores, "segment", list(SEGMENTS)),
         "playbooks": SEGMENTS,
         "renewals": renewals(scores),
@@ -272,24 +292,90 @@ def tier_changes(scores: pd.DataFrame) -> dict:
 
 
 def tier_cutoffs(scores: pd.DataFrame) -> dict[str, float]:
-    """The lowest value at stake holding a place in each CSM tier (the boundary).
-
-    Onboarding accounts are left out: they hold mid_touch places whatever their value.
-    """
-    established = scores[scores.get("lifecycle_stage", pd.Series("", index=scores.index)) != "onboarding"]
-    return {tier: established.loc[established["tier"] == tier, "priority"].min() for tier in TIERS[:2]}
+    """The lowest value at stake holding a place in each pool with a capacity (the boundary)."""
+    return {pool: scores.loc[scores["pool"] == pool, "priority"].min() for pool in POOLS}
 
 
 def move_reason(row: dict, cutoffs: dict[str, float], up: bool) -> str:
-    """Why an account moved, in the policy's terms: value at stake against the boundary it crossed."""
+    """Why an account moved, in the policy's terms: value at stake against the boundary it crossed.
+
+    A move up is told against the pool the account joined; a move down against the pool it
+    competes for now (established accounts leave the onboarding pool at their first renewal).
+    """
     value = money(row["priority"])
     if up:
-        cutoff = cutoffs.get(row["tier"])
-        if row.get("lifecycle_stage") == "onboarding" and row["tier"] == "mid_touch":
-            return f"Onboarding accounts always get a CSM (value at stake {value})"
-        return f"Value at stake {value} now clears the {label(row['tier'])} boundary ({money(cutoff)})"
-    cutoff = cutoffs.get(row["previous_tier"])
-    return f"Value at stake {value} fell below the {label(row['previous_tier'])} boundary ({money(cutoff)})"
+        pool = row["pool"]
+        return f"Value at stake {value} now clears the {label(pool)} boundary ({money(cutoffs.get(pool))})"
+    onboarding = row.get("lifecycle_stage") == "onboarding" and row["previous_tier"] == "mid_touch"
+    lost = "onboarding" if onboarding else row["previous_tier"]
+    return f"Value at stake {value} fell below the {label(lost)} boundary ({money(cutoffs.get(lost))})"
+
+
+def capacity(scores: pd.DataFrame, policy: TierPolicy) -> dict:
+    """The capacity section: pools, expected coverage, onboarding overflow and the one-CSM table.
+
+    The staffing table re-applies the policy to the book; when that does not reproduce the
+    book's tiers, the book was scored with another policy and the table would mislead, so it
+    is left out with a note saying which option to pass.
+    """
+    standing = Standing.of(scores, held_tiers(scores["previous_tier"]))
+    reproduced = bool((place(standing, policy) == scores["tier"].to_numpy(dtype=object)).all())
+    alloc = allocation(scores, policy)
+    pools = scores.groupby("pool", observed=True).agg(accounts=("account_id", "size"), value=("priority", "sum"))
+    total = scores["priority"].sum() or 1.0
+    rows = [
+        {
+            "pool": pool,
+            "places": policy.capacity.get(pool),
+            "accounts": int(pools["accounts"].get(pool, 0)),
+            "value_share": float(pools["value"].get(pool, 0.0)) / total,
+        }
+        for pool in (*POOLS, TECH)
+    ]
+    return {
+        "coverage": alloc.coverage,
+        "overflow_accounts": alloc.overflow_accounts,
+        "overflow_value": alloc.overflow_value,
+        "missing_csms": -(-alloc.overflow_accounts // policy.per_csm["onboarding"])
+        if policy.per_csm["onboarding"]
+        else 0,
+        "pools": rows,
+        "staffing": alloc.staffing.to_dict("records") if reproduced else [],
+        "policy": policy.source,
+    }
+
+
+def last_time(churn_version: str, policy: TierPolicy) -> dict | None:
+    """What the policy covered on the backtest of the churn model that scored the book (its run's `coverage.json`).
+
+    None when the model or its record is not in the tracking store (a model trained before the replay existed).
+    """
+    uri = settings.tracking_uri()
+    if not churn_version or (uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()):
+        return None  # nothing to read, and a report must not create an empty store as a side effect
+    try:
+        mlflow.set_tracking_uri(uri)
+        run_id = MlflowClient().get_model_version(registry.CHURN, churn_version).run_id
+        record = mlflow.artifacts.load_dict(f"runs:/{run_id}/coverage.json")
+    except (MlflowException, OSError, ValueError):
+        return None
+    rows = record["table"]
+    overall = {r["strategy"]: r for r in rows if r["scope"] == "overall"}
+    folds = sorted({r["scope"] for r in rows if r["scope"] != "overall"})
+    by_fold = {(r["scope"], r["strategy"]): r["value"] for r in rows}
+    return {
+        "version": churn_version,
+        "capacity": record["policy"]["capacity"],
+        "strategies": [
+            {"name": text, **overall[key], "folds": [by_fold.get((f, key)) for f in folds]}
+            for key, text in record["strategies"].items()
+            if key in overall
+        ],
+        "folds": folds,
+        "vs_perfect": record["vs_perfect"].get("overall"),
+        "other_capacity": record["policy"]["capacity"] != policy.capacity,
+        "flip_rate": record["flip_rate"],
+    }
 
 
 def label(tier: str) -> str:

@@ -7,7 +7,10 @@ give the same numbers. Models and scores are reloaded while serving (`serving.li
 
 Routes (all POST, JSON; every route but `/healthz`, `/livez`, `/readyz` needs
 `Authorization: Bearer KEY`): `/lookup`, `/score`, `/model_info`, `/reload`, plus BentoML's
-`/metrics` (Prometheus) and OpenAPI spec (`/docs.json`). docs/service.md has curl examples.
+`/metrics` (Prometheus) and OpenAPI document (`/docs.json`, `serving.openapi`: true to every
+answer). Every error is `{"error": "<one line naming the problem>", "field": ...}`
+(`serving.errors`), with no password, folder or stack in it (`serving.redact`).
+docs/service.md has curl examples.
 
 Start it with `tierwise serve`; in a bento or container, `bentoml serve serving.service:TierwiseService`.
 """
@@ -25,9 +28,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from features.tables import DataError
 from serving.auth import ApiKeyMiddleware
 from serving.batching import Batcher
 from serving.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
+from serving.errors import ErrorShapeMiddleware
+from serving.openapi import OpenApiMiddleware
+from serving.redact import RedactingFilter, public_text
 from tierwise import settings
 
 logger = logging.getLogger("tierwise.service")
@@ -51,6 +58,28 @@ class FeatureRow(BaseModel):
     as_of: date | None = None
     insufficient_history: bool | None = None
     renewal_date: date | None = None
+
+
+class Strict(BaseModel):
+    """A request body whose unknown top-level keys are refused (400), so a misspelt option is never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LookupRequest(Strict):
+    """`/lookup`: the account ids to look up."""
+
+    account_ids: Annotated[list[AccountId], Field(min_length=1, max_length=MAX_IDS)]
+
+
+class ScoreRequest(Strict):
+    """`/score`: the feature rows to score."""
+
+    rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+class NoOptions(Strict):
+    """`/model_info` and `/reload` take no options (an empty object or no body)."""
 
 
 @dataclass(frozen=True)
@@ -87,28 +116,35 @@ class TierwiseService:
         from serving.live import LiveState
         from serving.tiers import load_policy
 
+        RedactingFilter.install()
         self.live = LiveState.start()
         self.policy = load_policy(settings.policy_path())
         self.max_age_days = settings.max_score_age_days()
         self.reload_seconds = settings.reload_seconds()
         self.live.poll_forever(self.reload_seconds)
         self.batched_score = Batcher(self.score_jobs, max_batch=MAX_BATCH_REQUESTS)
+        versions = self.live.versions
         logger.info(
-            "tierwise service ready: churn v%s, growth v%s, %s accounts in the score store",
-            self.live.models.churn_version,
-            self.live.models.growth_version,
+            "tierwise service started: churn v%s, growth v%s, %s accounts in the score store",
+            versions["churn"],
+            versions["growth"],
             len(self.live.book.answers),
         )
+        SERVING.append(self)
 
-    @bentoml.api(route="/lookup")
-    async def lookup(self, account_ids: Annotated[list[AccountId], Field(min_length=1, max_length=MAX_IDS)]) -> dict:
+    def __is_ready__(self) -> bool:
+        """Ready once the champions are loaded (`/readyz` answers 503 until then)."""
+        return self.live.models is not None
+
+    @bentoml.api(route="/lookup", input_spec=LookupRequest)
+    async def lookup(self, account_ids: list[str]) -> dict:
         """Latest scores of one or many accounts; unknown ids are listed (404 when none is known)."""
         from serving.live import stale_before
 
         book = self.live.book
         base = {"as_of": book.as_of, "model_versions": book.model_versions}
         if book.stamp is None:
-            return answer(503, {"error": f"no scores yet in {book.path}: run `tierwise score`", **base})
+            return answer(503, {"error": f"no scores yet in {book.path.name}: run `tierwise score`", **base})
         cutoff = stale_before(self.max_age_days)
         results, unknown = [], []
         for account in dict.fromkeys(account_ids):
@@ -121,17 +157,22 @@ class TierwiseService:
             return answer(404, {"error": f"unknown account_id: {', '.join(unknown)}", "unknown": unknown, **base})
         return answer(200, {"results": results, "unknown": unknown, **base})
 
-    @bentoml.api(route="/score")
-    async def score(self, rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_ROWS)]) -> dict:
+    @bentoml.api(route="/score", input_spec=ScoreRequest)
+    async def score(self, rows: list[FeatureRow]) -> dict:
         """Score posted feature rows with reasons and a tier proposal against the current book."""
         from serving.online import RowError, checked_rows
 
         models, book = self.live.models, self.live.book
+        if models is None:
+            return answer(503, {"error": f"no models loaded yet: {self.live.status['models']['error']}"})
         try:
             checked = checked_rows([r.model_dump() for r in rows], models)
         except RowError as exc:
             return answer(400, {"error": str(exc), "field": exc.field})
-        result = await self.batched_score(ScoreJob(checked, models, book))
+        try:
+            result = await self.batched_score(ScoreJob(checked, models, book))
+        except DataError as exc:  # the rows passed the checks but cannot be scored or tiered: this caller's 400
+            return answer(400, {"error": public_text(exc), "field": None})
         return answer(
             200,
             {
@@ -141,22 +182,25 @@ class TierwiseService:
             },
         )
 
-    def score_jobs(self, jobs: list[ScoreJob]) -> list[list[dict]]:
-        """The adaptive batch: requests checked against the same models are scored in one call."""
-        from serving.online import score_answers
+    def score_jobs(self, jobs: list[ScoreJob]) -> list[list[dict] | Exception]:
+        """The adaptive batch: requests checked against the same models are scored in one call.
+
+        A request that fails fails alone: its result is its exception, the others get their answers.
+        """
+        from serving.online import score_requests
 
         out = []
         for _, group in itertools.groupby(jobs, key=lambda job: (id(job.models), id(job.book))):
             group = list(group)
-            out += score_answers([job.rows for job in group], group[0].models, self.policy, group[0].book)
+            out += score_requests([job.rows for job in group], group[0].models, self.policy, group[0].book)
         return out
 
-    @bentoml.api(route="/model_info")
+    @bentoml.api(route="/model_info", input_spec=NoOptions)
     async def model_info(self) -> dict:
         """Versions, training dates, metrics and features of the models in service, and the reload status."""
         return answer(200, self.info())
 
-    @bentoml.api(route="/reload")
+    @bentoml.api(route="/reload", input_spec=NoOptions)
     async def reload(self) -> dict:
         """Look for a new champion and a new score batch now (also retries a champion that failed to load)."""
         await anyio.to_thread.run_sync(functools.partial(self.live.refresh, force=True))
@@ -167,22 +211,22 @@ class TierwiseService:
         from serving.live import stale_before
 
         models, book = self.live.models, self.live.book
+        loaded = (
+            () if models is None else ((models.churn, models.churn_version), (models.growth, models.growth_version))
+        )
         return {
-            "model_versions": {"churn": models.churn_version, "growth": models.growth_version},
-            "models": {
-                b.target: bundle_info(b, v)
-                for b, v in ((models.churn, models.churn_version), (models.growth, models.growth_version))
-            },
+            "model_versions": self.live.versions,
+            "models": {b.target: bundle_info(b, v) for b, v in loaded},
             "features": [
                 {
                     "name": name,
                     "kind": "category" if name in models.categorical else "number",
                     "description": models.churn.descriptions.get(name, name),
                 }
-                for name in models.features
+                for name in (models.features if models else ())
             ],
             "scores": {
-                "path": str(book.path),
+                "store": book.path.name,
                 "as_of": book.as_of,
                 "accounts": len(book.answers),
                 "model_versions": book.model_versions,
@@ -195,12 +239,37 @@ class TierwiseService:
 
 
 def bundle_info(bundle, version: str) -> dict:
-    """One model's registry version, training facts and backtest metrics (from the bundle's `info`)."""
+    """One model's registry version, training facts and backtest metrics (from the bundle's `info`).
+
+    Values are passed through `public_text` where they are text, so no path or password stored
+    with a run (a data folder, a tracking URI) reaches a caller.
+    """
     import json
 
-    return {"version": version, "features": len(bundle.features), **json.loads(json.dumps(bundle.info, default=str))}
+    info = json.loads(json.dumps(bundle.info, default=str), object_hook=public_values)
+    return {"version": version, "features": len(bundle.features), **info}
 
 
-# Order matters: the key check runs first, so an unauthenticated caller cannot even upload a body.
+def public_values(record: dict) -> dict:
+    """A JSON object with its text values made public (`serving.redact.public_text`)."""
+    return {key: public_text(value) if isinstance(value, str) else value for key, value in record.items()}
+
+
+SERVING: list[TierwiseService] = []  # the worker's service instance, once built (the OpenAPI document reads its models)
+
+
+def openapi_document() -> dict:
+    """The OpenAPI document of this worker's service: BentoML's request schemas, true answers, current features."""
+    from serving.openapi import document
+
+    models = SERVING[0].live.models if SERVING else None
+    features, categorical = (list(models.features), models.categorical) if models else ([], frozenset())
+    return document(TierwiseService.openapi_spec.asdict(), features, categorical)
+
+
+# Order matters: the first added runs first. The key check comes before anything reads a body; errors
+# from everything inside are put in the one error shape.
 TierwiseService.add_asgi_middleware(ApiKeyMiddleware)
 TierwiseService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+TierwiseService.add_asgi_middleware(OpenApiMiddleware, spec=openapi_document)
+TierwiseService.add_asgi_middleware(ErrorShapeMiddleware)

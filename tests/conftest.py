@@ -12,6 +12,12 @@ from pathlib import Path
 
 import pytest
 
+# OpenMP threads that spin while they wait made LightGBM up to 10x slower on a busy 2-core machine.
+# OpenMP reads the policy once, when LightGBM loads, and importing tierwise no longer sets it (imports
+# have no side effects; `tierwise.cli.main` sets it for the program), so the test session sets it here,
+# before any test module imports LightGBM. Subprocesses of `tierwise` inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 DEMO_ACCOUNTS = 400
 DEMO_SEED = 7
 TEST_ROUNDS = 200  # fewer boosting rounds than the default keeps the session fixture to seconds

@@ -128,4 +128,7 @@ def test_table_mode_scores_a_flat_table_with_its_own_model(trained_store, fresh_
     with pytest.raises(DataError, match="plan"):
         score_table(fresh_store / "less.csv", fresh_store / "x.csv", id_col="customer")
     with pytest.raises(DataError, match="missing column.*account_id"):
-        score_table(fresh_store / "book.csv", fresh_store / "x.csv")
+        score_table(fresh_store / "book.csv", fresh_store / "x.csv", id_col="account_id")
+    remembered = score_table(fresh_store / "book.csv", fresh_store / "again.csv").scored  # no id: the model's own
+    assert remembered.columns[0] == "customer" and remembered["churn_risk"].equals(run.scored["churn_risk"])
+    assert not (fresh_store / "x.csv").exists()

@@ -84,3 +84,17 @@ def test_under_load_the_next_batch_waits_briefly_for_the_callers_just_answered()
 
     assert run(rounds()) == [10, 11, 12]
     assert seen == [[0, 1, 2, 3], [10, 11, 12]]  # not [10] alone, then [11, 12]
+
+
+def test_a_job_whose_result_is_an_exception_fails_alone():
+    def score(jobs: list[int]) -> list:
+        return [ValueError(f"cannot score {j}") if j < 0 else j * 10 for j in jobs]
+
+    batcher = Batcher(score, max_batch=8)
+
+    async def together():
+        return await asyncio.gather(*(batcher(j) for j in (1, -2, 3)), return_exceptions=True)
+
+    first, bad, third = run(together())
+    assert (first, third) == (10, 30)
+    assert isinstance(bad, ValueError) and str(bad) == "cannot score -2"

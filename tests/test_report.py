@@ -11,20 +11,23 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from features.io import write_table
 from features.tables import DataError
-from serving.report import write_report
-from serving.tiers import assign_tiers, load_policy
+from serving.report import money, write_report
+from serving.tiers import DEFAULT_POLICY, allocation, assign_tiers, load_policy
 
 MALICIOUS = "<script>alert(1)</script>"
 FAMILIES = ["active_users", "support_ticket", "seat_utilisation", "tenure_days", "login"]
 SECTIONS = [
     "Tiers and segments",
+    "Capacity and coverage",
     "Renewals due this quarter",
     "Risk distribution",
     "What a risk score means",
@@ -100,8 +103,23 @@ def scored_book(n: int = 300, seed: int = 0) -> pd.DataFrame:
 
 
 def small_team():
-    """The shipped policy with a team sized for a 300-account book."""
-    return dataclasses.replace(load_policy(), capacity={"high_touch": 20, "mid_touch": 60})
+    """The shipped policy with a team sized for a 300-account book (one onboarding CSM of 20 accounts)."""
+    return dataclasses.replace(
+        load_policy(),
+        capacity={"high_touch": 20, "mid_touch": 60, "onboarding": 20},
+        per_csm={"high_touch": 10, "mid_touch": 30, "onboarding": 20},
+    )
+
+
+def small_team_file(folder) -> Path:
+    """`small_team` as the YAML file `tierwise report --policy` reads."""
+    raw = yaml.safe_load(DEFAULT_POLICY.read_text())
+    raw["capacity"] = {"high_touch": [2, 10], "mid_touch": [2, 30], "onboarding": [1, 20]}
+    raw["capacity"] = {k: {"csms": c, "accounts_per_csm": a} for k, (c, a) in raw["capacity"].items()}
+    path = folder / "small-team.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_policy(path).capacity == small_team().capacity
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +137,8 @@ def scores(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def html(scores, tmp_path_factory):
-    out = write_report(scores[0], tmp_path_factory.mktemp("report") / "report.html")
+    folder = tmp_path_factory.mktemp("report")
+    out = write_report(scores[0], folder / "report.html", small_team_file(folder))
     return out.read_text()
 
 
@@ -243,3 +262,48 @@ def test_main_reason_is_the_strongest_actionable_driver():
     first, second = records(frame)
     assert first["main_reason"].startswith("Active users down 45%")
     assert second["main_reason"] == "tenure (not actionable)"  # nothing actionable: the strongest driver
+
+
+def test_capacity_section_shows_expected_coverage_pools_and_one_csm_table(html, scores):
+    book = scores[1]
+    alloc = allocation(book, small_team())
+    section = html[html.index('id="capacity"') : html.index('id="renewals"')]
+    assert f"<strong>{alloc.coverage:.1%}</strong> of the book" in section
+    for pool, places in small_team().capacity.items():
+        label = pool.replace("_", " ")
+        assert f'<td>{label}</td><td class="num">{places:,}</td>' in section
+    staffing = section[section.index("One CSM more or fewer") :]
+    for row in alloc.staffing.itertuples():
+        assert f"{row.one_more:.1%}" in staffing and f"{row.one_fewer:.1%}" in staffing
+    onboarding = book["lifecycle_stage"] == "onboarding"
+    if int((onboarding & (book["tier"] != "high_touch")).sum()) > 20:
+        assert f"{alloc.overflow_accounts} onboarding account(s) have no" in section
+    # no MLflow store here: the backtest figures are said to be missing, not invented
+    assert "Not recorded: the churn model that scored this book has no coverage replay" in section
+
+
+def test_capacity_section_with_another_policy_leaves_the_staffing_table_out(scores, tmp_path):
+    text = write_report(scores[0], tmp_path / "r.html").read_text()  # the shipped policy, not the small team's
+    section = text[text.index('id="capacity"') : text.index('id="renewals"')]
+    assert "the tiers in the scores file were not made with the policy" in section
+    assert '<th class="num">One more</th>' not in section
+
+
+def test_onboarding_overflow_is_reported_with_missing_places_and_value(tmp_path):
+    book = scored_book().drop(columns=["tier", "previous_tier", "pool", "segment", "escalate", "onboarding_overflow"])
+    book["lifecycle_stage"] = np.where(np.arange(len(book)) % 2 == 0, "onboarding", "established")
+    tiered = assign_tiers(book, small_team())
+    flagged = tiered[tiered["onboarding_overflow"]]
+    assert len(flagged) > 20
+    path = write_table(tiered, tmp_path / "s.parquet")
+    text = write_report(path, tmp_path / "r.html", small_team_file(tmp_path)).read_text()
+    value = (flagged["arr_at_risk"] + flagged["expected_expansion"]).sum()
+    missing = -(-len(flagged) // 20)
+    assert f"{len(flagged)} onboarding account(s) have no" in text
+    assert f"{money(value)} value at stake uncovered): about {missing} more" in text
+
+
+def test_bad_report_policy_is_named(scores, tmp_path):
+    (tmp_path / "p.yaml").write_text("capacity: {}\n")
+    with pytest.raises(DataError, match="capacity.high_touch: missing key"):
+        write_report(scores[0], tmp_path / "r.html", tmp_path / "p.yaml")

@@ -342,6 +342,82 @@ def test_model_info_names_versions_metrics_and_features(served):
     assert info["scores"]["accounts"] == len(served.scored)
 
 
+def test_one_bad_request_never_fails_the_others_sent_with_it(served):
+    rows = posted_rows(served.features, 6)
+    alone = {r["account_id"]: served.post("/score", {"rows": [r]}).json()["scores"][0] for r in rows}
+    bad = [
+        json.dumps({"rows": [rows[0] | {"arr": float("inf")}]}),  # the JSON token Infinity
+        json.dumps({"rows": [rows[1] | {"seats": "many"}]}),
+        json.dumps({"rows": [rows[2], rows[2]]}),  # one account twice
+        json.dumps({"rows": [rows[3] | {"arr": None}]}),
+    ]
+    good = [{"rows": [r]} for r in rows] + [{"rows": [rows[4]]}]  # the same account in two requests, as well
+
+    def post(body) -> httpx.Response:
+        if isinstance(body, dict):
+            return served.post("/score", body)
+        headers = {"Authorization": f"Bearer {KEYS[0]}", "Content-Type": "application/json"}
+        return httpx.post(f"{served.url}/score", content=body, headers=headers, timeout=30)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, bad + good + bad + good))
+    for resp in answers[: len(bad)] + answers[len(bad) + len(good) : 2 * len(bad) + len(good)]:
+        assert resp.status_code == 400 and resp.json()["field"], resp.text
+    for body, resp in zip(good + good, answers[len(bad) : len(bad) + len(good)] + answers[-len(good) :], strict=True):
+        assert resp.status_code == 200, resp.text
+        (scored,) = resp.json()["scores"]
+        expected = alone[body["rows"][0]["account_id"]]
+        assert scored["churn_risk"] == expected["churn_risk"] and scored["tier"] == expected["tier"]
+        assert scored["reasons"] == expected["reasons"]
+
+
+def test_a_request_that_fails_inside_the_batch_fails_alone(trained_store, tmp_path):
+    from serving.live import read_book
+    from serving.online import checked_rows, score_requests
+    from serving.registry import load_models
+    from serving.service import FeatureRow
+    from serving.store import write_store
+    from serving.tiers import load_policy
+
+    features, scored = batch_scores(trained_store.data_dir)
+    book, models, policy = read_book(write_store(scored, tmp_path / "s.parquet")), load_models(), load_policy(None)
+    requests = [checked_rows([FeatureRow(**r).model_dump()], models) for r in posted_rows(features, 3)]
+    requests[1][0]["arr"] = "lots"  # past the checks (as a bug would let it): the batch's model call fails on it
+    answers = score_requests(requests, models, policy, book)
+    assert isinstance(answers[1], ValueError)
+    assert answers[0] == score_requests(requests[:1], models, policy, book)[0]
+    assert answers[2] == score_requests(requests[2:], models, policy, book)[0]
+    assert answers[0][0]["account_id"] == features["account_id"].iloc[0]
+
+
+def test_model_info_and_reload_status_name_no_folder(served):
+    root = str(served.store.parent)
+    info = served.post("/model_info")
+    assert info.json()["scores"]["store"] == served.store.name
+    reloaded = served.post("/reload")
+    for resp in (info, reloaded):
+        assert resp.status_code == 200
+        assert root not in resp.text and "/tmp/" not in resp.text and "sqlite:" not in resp.text
+
+
+def test_a_torn_score_store_is_reported_without_its_folder_and_the_last_batch_serves_on(served):
+    from serving.store import write_store
+
+    torn = served.store.with_name("torn.parquet")
+    torn.write_bytes(b"PAR1 this is not a parquet file")
+    os.replace(torn, served.store)
+    status = wait_for(
+        lambda: (s := served.post("/model_info").json()["reload"]["scores"])["ok"] is False and s,
+        what="the torn store reported",
+    )
+    assert served.store.name in status["error"] and "still serving the last batch" in status["error"]
+    assert str(served.store.parent) not in status["error"] and "Traceback" not in status["error"]
+    account = served.scored["account_id"].iloc[0]
+    assert served.post("/lookup", {"account_ids": [account]}).status_code == 200
+    write_store(served.scored, served.store)
+    wait_for(lambda: served.post("/model_info").json()["reload"]["scores"]["ok"], what="the store restored")
+
+
 # --- hot reload (these change what the server serves: keep them last) -------------------------
 
 
@@ -425,9 +501,16 @@ def test_broken_champion_keeps_the_old_one_serving_and_says_why(served, tmp_path
     assert info["model_versions"] == serving_now
     assert info["reload"]["models"]["ok"] is False
     assert f"v{serving_now['churn']}" in info["reload"]["models"]["error"]
+    assert str(tmp_path) not in info["reload"]["models"]["error"] and "\n" not in info["reload"]["models"]["error"]
     resp = served.post("/score", {"rows": posted_rows(served.features, 1)})
     assert resp.status_code == 200 and resp.json()["model_versions"] == serving_now
     assert_no_traceback(resp)
+
+
+def test_the_log_names_no_folder_and_holds_no_traceback(served):
+    log = served.log.read_text()  # after every test above: bad requests, a torn store, a broken champion
+    assert "bad request" in log and "new champion not loaded" in log  # those were logged, as one line each
+    assert str(served.store.parent) not in log and "Traceback" not in log and 'File "' not in log
 
 
 def test_several_workers_serve_the_same_answers_and_log_access_when_asked(trained_store, tmp_path):
@@ -459,6 +542,57 @@ def test_serve_without_a_key_refuses_to_start(tmp_path):
 def test_no_auth_refuses_a_public_host(tmp_path):
     done = run_cli("serve", "--no-auth", "--host", "0.0.0.0", "--port", str(free_port()), env=dict(os.environ))
     assert done.returncode == 2 and "loopback" in done.stderr
+
+
+SECRET_URI = "postgresql://user:secret@host/db"  # a team's tracking server, unreachable from here
+
+
+def test_serve_against_an_unreachable_store_refuses_in_one_line_without_the_password(tmp_path):
+    done = run_cli("serve", "--port", str(free_port()), env=serve_env(SECRET_URI, tmp_path / "none.parquet"))
+    assert done.returncode == 2, done.stderr
+    said = done.stdout + done.stderr
+    assert "secret" not in said and "Traceback" not in said
+    assert "postgresql://user:***@host/db" in done.stderr and "cannot reach" in done.stderr
+
+
+def test_a_service_without_its_tracking_store_starts_not_ready_and_leaks_nothing(tmp_path):
+    """`bentoml serve` (as in a container) while the store is down: up, not ready, saying why without the password."""
+    from tierwise.settings import PROJECT_ROOT
+
+    port, log = free_port(), tmp_path / "serve.log"
+    cmd = [str(TIERWISE.with_name("bentoml")), "serve", "serving.service:TierwiseService", "--host", "127.0.0.1"]
+    env = serve_env(SECRET_URI, tmp_path / "latest_scores.parquet", TIERWISE_RELOAD_SECONDS="1")
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*cmd, "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: proc.poll() is None and up(f"{url}/livez"), seconds=120, what="the service to come up")
+        assert httpx.get(f"{url}/readyz", timeout=5).status_code == 503
+        auth = {"Authorization": f"Bearer {KEYS[0]}"}
+        info = httpx.post(f"{url}/model_info", json={}, headers=auth, timeout=30)
+        assert info.status_code == 200 and info.json()["model_versions"] == {"churn": None, "growth": None}
+        error = info.json()["reload"]["models"]["error"]
+        assert "postgresql://user:***@host/db" in error and "cannot reach" in error
+        scored = httpx.post(f"{url}/score", json={"rows": [{"account_id": "A1"}]}, headers=auth, timeout=30)
+        assert scored.status_code == 503 and "no models loaded yet" in scored.json()["error"]
+        lookup = httpx.post(f"{url}/lookup", json={"account_ids": ["A1"]}, headers=auth, timeout=30)
+        assert lookup.status_code == 503 and "no scores yet" in lookup.json()["error"]
+        time.sleep(2)  # a poll or two retried the store meanwhile
+        for resp in (info, scored, lookup):
+            assert "secret" not in resp.text and str(tmp_path) not in resp.text
+            assert_no_traceback(resp)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    text = log.read_text()
+    assert "user:***@host" in text and "secret" not in text and "Traceback" not in text
+
+
+def up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_serve_without_a_champion_refuses_to_start(tmp_path):

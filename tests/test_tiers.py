@@ -1,4 +1,5 @@
-"""Tier policy: capacity, onboarding, priority order, hysteresis, escalation, segments, bad policy files.
+"""Tier policy: capacity pools, onboarding pool and overflow, priority order, hysteresis, escalation, segments,
+expected coverage and the one-CSM table, bad policy files.
 
 Scored books are generated with numpy: the policy needs no model, only the scored columns.
 """
@@ -6,6 +7,7 @@ Scored books are generated with numpy: the policy needs no model, only the score
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 import yaml
 
 from features.tables import DataError
-from serving.tiers import DEFAULT_POLICY, TIERS, assign_tiers, load_policy
+from serving.tiers import DEFAULT_POLICY, POOLS, TIERS, allocation, assign_tiers, load_policy
 
 
 def scored_book(n: int, seed: int, onboarding_share: float = 0.1) -> pd.DataFrame:
@@ -46,9 +48,10 @@ def with_values(book: pd.DataFrame, uplift: float = 0.2) -> pd.DataFrame:
     )
 
 
-def policy_with(high: int, mid: int, margin: float | None = None):
+def policy_with(high: int, mid: int, margin: float | None = None, onboarding: int | None = None):
     policy = load_policy()
-    changes = {"capacity": {"high_touch": high, "mid_touch": mid}}
+    onboarding = policy.capacity["onboarding"] if onboarding is None else onboarding
+    changes = {"capacity": {"high_touch": high, "mid_touch": mid, "onboarding": onboarding}}
     if margin is not None:
         changes["hysteresis_margin"] = margin
     return dataclasses.replace(policy, **changes)
@@ -65,9 +68,10 @@ def flips(before: pd.DataFrame, after: pd.DataFrame) -> int:
 def test_shipped_policy_loads_with_capacity_from_csms_times_accounts():
     policy = load_policy()
     raw = yaml.safe_load(DEFAULT_POLICY.read_text())
-    for tier in ("high_touch", "mid_touch"):
-        staffing = raw["capacity"][tier]
-        assert policy.capacity[tier] == staffing["csms"] * staffing["accounts_per_csm"] > 0
+    for pool in ("high_touch", "mid_touch", "onboarding"):
+        staffing = raw["capacity"][pool]
+        assert policy.capacity[pool] == staffing["csms"] * staffing["accounts_per_csm"] > 0
+        assert policy.csms(pool) == staffing["csms"] and policy.per_csm[pool] == staffing["accounts_per_csm"]
     assert "tech_touch" not in policy.capacity
 
 
@@ -75,40 +79,114 @@ def test_shipped_policy_loads_with_capacity_from_csms_times_accounts():
 def test_capacities_never_exceeded(seed):
     rng = np.random.default_rng(100 + seed)
     n = int(rng.integers(50, 3000))
-    book = scored_book(n, seed, onboarding_share=float(rng.uniform(0, 0.2)))
-    onboarding = int((book["lifecycle_stage"] == "onboarding").sum())
-    high = int(rng.integers(0, n // 3 + 1))
-    mid = int(rng.integers(onboarding, onboarding + n // 2 + 1))
-    policy = policy_with(high, mid, margin=float(rng.uniform(0, 0.5)))
+    book = scored_book(n, seed, onboarding_share=float(rng.uniform(0, 0.4)))
+    onboarding = book["lifecycle_stage"] == "onboarding"
+    high, mid, onb = (int(rng.integers(0, n // 3 + 1)) for _ in range(3))
+    policy = policy_with(high, mid, margin=float(rng.uniform(0, 0.5)), onboarding=onb)
     first = assign_tiers(book, policy)
     perturbed = with_values(book.assign(churn_risk=book["churn_risk"] * rng.uniform(0.5, 1.5, n)))
     second = assign_tiers(perturbed, policy, previous=first)  # hysteresis must not break capacity either
     for out in (first, second):
-        counts = out["tier"].value_counts()
-        assert counts.get("high_touch", 0) <= high
-        assert counts.get("mid_touch", 0) <= mid
-        assert counts.sum() == n and set(counts.index) <= set(TIERS)
-        # capacity is used, not left idle, while there are accounts to fill it
-        assert counts.get("high_touch", 0) + counts.get("mid_touch", 0) == min(n, high + mid)
+        pools = out["pool"].value_counts()
+        assert set(out["tier"]) <= set(TIERS) and set(pools.index) <= {*POOLS, "tech_touch"}
+        # every pool is filled up to its capacity while it has accounts to compete for it, never beyond
+        in_high = out["tier"] == "high_touch"
+        assert pools.get("high_touch", 0) == min(high, n)
+        assert pools.get("onboarding", 0) == min(onb, int((onboarding & ~in_high).sum()))
+        assert pools.get("mid_touch", 0) == min(mid, int((~onboarding & ~in_high).sum()))
+        assert (out["tier"] == "mid_touch").sum() == pools.get("mid_touch", 0) + pools.get("onboarding", 0)
+        # an onboarding account is tech touch only as flagged, escalated overflow
+        tech_onboarding = onboarding & (out["tier"] == "tech_touch")
+        assert (out["onboarding_overflow"] == tech_onboarding).all() and out.loc[tech_onboarding, "escalate"].all()
 
 
-def test_onboarding_accounts_are_never_tech_touch_even_when_mid_touch_is_tight():
+def test_onboarding_accounts_get_the_onboarding_pool_and_leave_mid_touch_to_established_accounts():
     book = scored_book(2000, 1, onboarding_share=0.15)
     onboarding = book["lifecycle_stage"] == "onboarding"
-    # mid_touch holds exactly the onboarding accounts: they take every place, ahead of established ones
-    policy = policy_with(50, int(onboarding.sum()))
+    policy = policy_with(50, 300, onboarding=int(onboarding.sum()))  # the onboarding pool holds every one of them
     out = assign_tiers(book, policy)
-    assert not (out.loc[onboarding, "tier"] == "tech_touch").any()
-    assert (out["tier"] == "mid_touch").sum() <= policy.capacity["mid_touch"]
-    # the established accounts with the highest priority still got their high_touch places
+    assert not (out.loc[onboarding, "tier"] == "tech_touch").any() and not out["onboarding_overflow"].any()
+    assert (out.loc[onboarding & (out["tier"] == "mid_touch"), "pool"] == "onboarding").all()
+    # mid_touch places all go to established accounts, the highest value at stake first
+    established = out[~onboarding & (out["tier"] != "high_touch")]
+    assert (out["pool"] == "mid_touch").sum() == 300 == (established["pool"] == "mid_touch").sum()
+    assert (
+        priority(established[established["pool"] == "mid_touch"]).min()
+        >= priority(established[established["tier"] == "tech_touch"]).max()
+    )
+    # a high-value onboarding account can still win a high-touch place
+    star = priority(book[onboarding]).idxmax()
+    book.loc[star, ["arr", "arr_at_risk", "expected_expansion"]] *= 100
+    assert assign_tiers(book, policy).loc[star, "tier"] == "high_touch"
+
+
+def test_more_onboarding_accounts_than_every_human_place_is_flagged_not_fatal():
+    """The issue's fast-growing book: onboarding accounts outnumber all human places; retention keeps its CSMs."""
+    book = scored_book(1000, 2, onboarding_share=0.5)
+    onboarding = book["lifecycle_stage"] == "onboarding"
+    policy = policy_with(20, 80, onboarding=100)
+    assert onboarding.sum() > sum(policy.capacity.values())
+    out = assign_tiers(book, policy)  # no DataError any more
     established = out[~onboarding]
-    assert established.nlargest(10, "arr_at_risk").index.isin(out.index[out["tier"] != "tech_touch"]).any()
+    # the established accounts with the most value at stake all have a human (high or mid touch)
+    top = priority(established).nlargest(80).index
+    assert (out.loc[top, "tier"] != "tech_touch").all()
+    assert (out["pool"] == "mid_touch").sum() == 80 and (
+        out.loc[out["pool"] == "mid_touch", "lifecycle_stage"] == "established"
+    ).all()
+    # onboarding places go to the onboarding accounts with the most value at stake; the rest are flagged
+    waiting = out[onboarding & (out["tier"] != "high_touch")]
+    placed, overflow = waiting[waiting["pool"] == "onboarding"], waiting[waiting["onboarding_overflow"]]
+    assert len(placed) == 100 and len(overflow) == len(waiting) - 100
+    assert priority(placed).min() >= priority(overflow).max()
+    assert (overflow["tier"] == "tech_touch").all() and overflow["escalate"].all()
+    assert (overflow["segment"].isin(["save", "onboard"])).all()  # their playbook still says onboarding (or saving)
+    # and the allocation says how many places are missing and what value they leave uncovered
+    alloc = allocation(out, policy)
+    assert alloc.overflow_accounts == len(overflow)
+    assert alloc.overflow_value == pytest.approx(priority(overflow).sum())
+    assert any(f"{len(overflow):,} onboarding account(s) without a place" in line for line in alloc.lines())
 
 
-def test_onboarding_overflow_is_an_error_naming_the_capacity():
-    book = scored_book(500, 2, onboarding_share=0.5)
-    with pytest.raises(DataError, match=r"capacity\.mid_touch"):
-        assign_tiers(book, policy_with(10, 20))
+def test_expected_coverage_and_one_csm_more_or_fewer_match_a_hand_count():
+    # six accounts, value at stake 60, 50, 40, 30, 20, 10 (total 210); two onboarding accounts (50 and 20)
+    book = pd.DataFrame(
+        {
+            "account_id": list("abcdef"),
+            "churn_risk": 0.1,
+            "growth_potential": 0.0,
+            "arr": [600.0, 500.0, 400.0, 300.0, 200.0, 100.0],
+            "lifecycle_stage": ["established", "onboarding", "established", "established", "onboarding", "established"],
+            "insufficient_history": False,
+            "days_to_renewal": 100.0,
+        }
+    )
+    policy = dataclasses.replace(
+        load_policy(),
+        capacity={"high_touch": 1, "mid_touch": 1, "onboarding": 1},
+        per_csm={"high_touch": 1, "mid_touch": 1, "onboarding": 1},
+    )
+    out = assign_tiers(with_values(book), policy)
+    # high: a (60); onboarding pool: b (50); mid: c (40); d, e, f tech; e is an onboarding account left over
+    assert out["pool"].tolist() == ["high_touch", "onboarding", "mid_touch", "tech_touch", "tech_touch", "tech_touch"]
+    assert out["onboarding_overflow"].tolist() == [False, False, False, False, True, False]
+    alloc = allocation(out, policy)
+    assert alloc.coverage == pytest.approx(150 / 210)
+    assert (alloc.overflow_accounts, alloc.overflow_value) == (1, pytest.approx(20.0))
+    table = alloc.staffing.set_index("pool")
+    # one more high-touch CSM: a, b in high; onboarding pool takes e (20); mid c -> 60+50+20+40 = 170
+    # one fewer: no high touch; onboarding b, mid a -> 110.  Mid: one more adds d (180), one fewer drops c (110).
+    # Onboarding: one more adds e (170), one fewer drops b (100).
+    expected = {"high_touch": (110, 150, 170), "mid_touch": (110, 150, 180), "onboarding": (100, 150, 170)}
+    for pool, values in expected.items():
+        got = table.loc[pool, ["one_fewer", "now", "one_more"]].to_numpy(dtype=float)
+        assert got == pytest.approx(np.array(values) / 210), pool
+    empty = dataclasses.replace(policy, capacity=policy.capacity | {"onboarding": 0})
+    assert np.isnan(
+        allocation(assign_tiers(with_values(book), empty), empty)
+        .staffing.set_index("pool")
+        .loc["onboarding", "one_fewer"]
+    )
 
 
 def test_highest_value_at_stake_fills_high_touch_first():
@@ -117,9 +195,9 @@ def test_highest_value_at_stake_fills_high_touch_first():
     out = assign_tiers(book, policy)
     top = priority(out).nlargest(40).index
     assert (out.loc[top, "tier"] == "high_touch").all()
-    high, mid, tech = (priority(out[out["tier"] == t]) for t in TIERS)
-    assert high.min() >= mid.max()
-    assert mid[out["lifecycle_stage"] == "established"].min() >= tech.max()
+    high, mid, tech = (priority(out[out["pool"] == t]) for t in TIERS)
+    assert high.min() >= max(mid.max(), priority(out[out["pool"] == "onboarding"]).max())
+    assert mid.min() >= tech[out["lifecycle_stage"] == "established"].max()
 
 
 def noisy_copy(book: pd.DataFrame, rng: np.random.Generator, noise: float = 0.03) -> pd.DataFrame:
@@ -225,13 +303,17 @@ def write_policy(tmp_path, edit) -> object:
         (lambda p: p["capacity"]["mid_touch"].pop("csms"), "capacity.mid_touch.csms"),
         (lambda p: p["capacity"]["high_touch"].update(csms=-2), "capacity.high_touch.csms"),
         (lambda p: p["capacity"]["high_touch"].update(accounts_per_csm="twenty"), "capacity.high_touch.accounts_per"),
+        (lambda p: p["capacity"]["onboarding"].update(csms=-1), "capacity.onboarding.csms"),
+        (lambda p: p["capacity"]["onboarding"].update(accounts_per_csm=-40), "capacity.onboarding.accounts_per_csm"),
+        (lambda p: p["capacity"].pop("onboarding"), "capacity.onboarding: missing key (the onboarding team"),
+        (lambda p: p["capacity"]["onboarding"].update(seats=3), "capacity.onboarding.seats: unknown key"),
         (lambda p: p["escalate"].update(churn_risk=1.5), "escalate.churn_risk"),
         (lambda p: p.update(hysteresis_margins=0.1), "hysteresis_margins"),
         (lambda p: p.pop("segments"), "segments"),
     ],
 )
 def test_bad_policy_files_name_the_key(tmp_path, edit, named):
-    with pytest.raises(DataError, match=named.replace(".", r"\.")):
+    with pytest.raises(DataError, match=re.escape(named)):
         load_policy(write_policy(tmp_path, edit))
 
 

@@ -1,9 +1,5 @@
 """tierwise: thin glue (CLI and settings) over features, training and serving.
 
-OpenMP threads that spin while waiting made LightGBM up to 10x slower on busy 2-core
-machines; the passive policy must be set before LightGBM is first imported, hence here.
+Importing this package (or `tierwise.settings`) has no side effects and does not load the CLI;
+process-wide set-up belongs to the program's entry point (`tierwise.cli.main`).
 """
-
-import os
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +10,9 @@ from typing import Annotated
 import typer
 
 from features.errors import DataError
-from tierwise.cli import app, console, parse_date
+from tierwise.cli import MetricsFile, Seed, app, console, parse_date
 
-# OpenMP threads that spin while waiting starve each other on small, busy machines; must be set
-# before LightGBM is first imported (see training/__init__.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+MAX_HORIZON_DAYS = 3650  # ten years: beyond it no export holds a single label window
 
 
 @app.command("train")
@@ -24,35 +21,50 @@ def train_cmd(
         Path | None, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
     ] = None,
     horizon_days: Annotated[
-        int, typer.Option(help="Label horizon: churn or growth within this many days (e.g. 30 for monthly plans).")
+        int,
+        typer.Option(
+            min=1,
+            max=MAX_HORIZON_DAYS,
+            help="Label horizon: churn or growth within this many days (e.g. 30 for monthly plans).",
+        ),
     ] = 90,
     as_of: Annotated[
         str | None,
         typer.Option(help="Last snapshot date YYYY-MM-DD (default: data end minus the horizon and the churn grace)."),
     ] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "tierwise",
-    tune: Annotated[int, typer.Option(help="Optuna trials per model, inside the training folds (0: defaults).")] = 0,
-    seed: Annotated[int, typer.Option(help="Random seed: same data and seed give the same metrics.")] = 0,
+    tune: Annotated[
+        int, typer.Option(min=0, help="Optuna trials per model, inside the training folds (0: defaults).")
+    ] = 0,
+    seed: Seed = 0,
     capacity: Annotated[
         int | None,
-        typer.Option(help="K accounts the team covers (high-touch capacity); default 10% of accounts in force."),
+        typer.Option(min=1, help="K accounts the team covers (high-touch capacity); default 10% of accounts in force."),
     ] = None,
     table: Annotated[
         Path | None, typer.Option("--table", help="Flat one-row-per-account table (CSV/Parquet) instead of --data.")
     ] = None,
     target: Annotated[str | None, typer.Option(help="Table mode: the churn column (yes/no, true/false, 1/0).")] = None,
-    id_col: Annotated[str | None, typer.Option("--id", help="Table mode: the account id column.")] = None,
+    id_col: Annotated[
+        str | None, typer.Option("--id", help="Table mode: the account id column (the model remembers it for scoring).")
+    ] = None,
+    metrics: MetricsFile = None,
     churn_grace_days: Annotated[
         int, typer.Option(help="A new term starting at most this many days after the old one ended is not churn.")
     ] = 14,
     growth_min_increase: Annotated[
         float, typer.Option(help="Growth needs ARR up by at least this share over the horizon (0.10 = 10%).")
     ] = 0.10,
+    policy: Annotated[
+        Path | None, typer.Option(help="The team's tier policy YAML, replayed on the backtest (default: shipped).")
+    ] = None,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
         raise DataError("give either --data DIR (event tables) or --table FILE --target COL --id COL")
     if table is not None:
+        if metrics is not None:
+            raise DataError("--metrics declares event metrics: give it with --data, not with --table")
         if not target or not id_col:
             raise DataError("--table needs --target COL (the churn column) and --id COL (the account id)")
         from training.table_mode import train_table
@@ -65,7 +77,19 @@ def train_cmd(
     as_of_date = parse_date(as_of) if as_of else None
     from training.pipeline import train
 
-    train(data, horizon_days, as_of_date, experiment, tune, seed, console, capacity=capacity, label_rules=rules)
+    train(
+        data,
+        horizon_days,
+        as_of_date,
+        experiment,
+        tune,
+        seed,
+        console,
+        capacity=capacity,
+        metrics_yaml=metrics,
+        label_rules=rules,
+        policy=policy,
+    )
 
 
 @app.command("promote")
@@ -81,12 +105,12 @@ def promote_cmd(
 
 
 @app.command("ui")
-def ui_cmd(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000) -> None:
+def ui_cmd(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000) -> None:
     """Start the MLflow UI on the tracking store tierwise uses."""
     from tierwise import settings
 
     uri = settings.tracking_uri()
-    console.print(f"MLflow UI on http://127.0.0.1:{port} for {uri}")
+    console.print(f"MLflow UI on http://127.0.0.1:{port} for {settings.redact_uri(uri)}")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
     if uri.startswith("sqlite:"):
         cmd += ["--default-artifact-root", settings.artifact_root()]

@@ -1,20 +1,29 @@
 """Settings set in one place: where the MLflow store lives and where scores are kept.
 
 Every entry point reads these, so a user changes a location once (by environment variable)
-and the CLI, the trainer, the scorer and the service all follow.
+and the CLI, the trainer, the scorer and the service all follow. This module is a leaf: it
+imports only the standard library, and importing it changes nothing (no environment
+variable is set here), so `features`, `training` and `serving` may all read it without
+pulling in the CLI.
+
+Locations are relative to the folder tierwise runs in, as MLflow's own `./mlruns` is, never
+to where the package is installed: an installed package's folder is shared by every user
+and often read-only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCORES_FILE = "latest_scores.parquet"
 
 
 def mlruns_dir() -> Path:
-    """The embedded MLflow folder: sqlite database plus artifacts (`TIERWISE_MLRUNS` overrides)."""
-    return Path(os.environ.get("TIERWISE_MLRUNS", PROJECT_ROOT / "mlruns")).resolve()
+    """The embedded MLflow folder, `./mlruns` in the working directory (`TIERWISE_MLRUNS` overrides)."""
+    return Path(os.environ.get("TIERWISE_MLRUNS") or "mlruns").resolve()
 
 
 def tracking_uri() -> str:
@@ -31,9 +40,48 @@ def artifact_root() -> str:
     return (mlruns_dir() / "artifacts").as_uri()
 
 
+def redact_uri(text: str) -> str:
+    """`text` with the password of every URI in it replaced by `***`, so it can be shown or logged.
+
+    A tracking URI such as `postgresql://user:secret@host/db` ends up in error messages, log
+    lines and service answers; `postgresql://user:***@host/db` still says which store is meant.
+    Passwords given as query parameters (`?password=...`, `token=`, ...) are replaced too.
+    """
+    text = re.sub(r"(?P<head>[A-Za-z][\w+.-]*://[^\s/@:]*):[^\s/]*@", r"\g<head>:***@", text)
+    return re.sub(
+        r"(?i)(?P<key>[?&;](?:password|passwd|pwd|secret|token|api_key|access_key)=)[^&;\s]*", r"\g<key>***", text
+    )
+
+
 def scores_store() -> Path:
-    """The latest-scores store the service reads (`TIERWISE_SCORES_STORE` overrides)."""
-    return Path(os.environ.get("TIERWISE_SCORES_STORE", mlruns_dir() / "latest_scores.parquet")).resolve()
+    """The latest-scores store the service reads, which belongs to the tracking store in use.
+
+    Beside the sqlite database for a sqlite tracking store (`mlruns/latest_scores.parquet` by
+    default); for any other store (a tracking server, PostgreSQL) a folder under `mlruns/scores/`
+    named by a hash of the redacted URI, so a password change keeps the same store. Scoring
+    against another tracking store (an experiment, a test) therefore writes elsewhere and never
+    replaces the scores served for this one. `TIERWISE_SCORES_STORE` overrides.
+    """
+    if os.environ.get("TIERWISE_SCORES_STORE"):
+        return Path(os.environ["TIERWISE_SCORES_STORE"]).resolve()
+    db = sqlite_path(tracking_uri())
+    if db is not None:
+        return db.with_name(SCORES_FILE)
+    key = hashlib.sha256(tracking_store().encode()).hexdigest()[:16]
+    return mlruns_dir() / "scores" / key / SCORES_FILE
+
+
+def tracking_store() -> str:
+    """The tracking store in use as recorded with what belongs to it: redacted, a sqlite path made absolute."""
+    db = sqlite_path(tracking_uri())
+    return f"sqlite:///{db}" if db is not None else redact_uri(tracking_uri())
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (relative to the working directory, as SQLAlchemy has it), or None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).resolve()
 
 
 def max_score_age_days() -> int:
@@ -54,3 +102,9 @@ def policy_path() -> Path | None:
 def access_log() -> bool:
     """Whether the service logs a line per request (`TIERWISE_ACCESS_LOG=1`; `tierwise serve --access-log`)."""
     return os.environ.get("TIERWISE_ACCESS_LOG", "") not in ("", "0")
+
+
+def max_unknown_account_share() -> float:
+    """The share of a table's rows that may name accounts missing from `accounts` and be dropped with a
+    warning (`TIERWISE_MAX_UNKNOWN_ACCOUNT_SHARE`, default 0.05); more is refused as a broken join key."""
+    return float(os.environ.get("TIERWISE_MAX_UNKNOWN_ACCOUNT_SHARE", "0.05"))

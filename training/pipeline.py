@@ -21,11 +21,17 @@ from rich.console import Console
 from rich.progress import Progress
 from threadpoolctl import threadpool_limits
 
+from features.build import metric_set_for
 from features.bundle import ModelBundle
+from features.metrics import load_yaml
+from features.pipeline import data_warnings, print_warnings
+from features.policy import load_policy
 from features.subscriptions import LabelRules
 from features.tables import load_tables
 from training import calibration, model
 from training.backtest import Backtest, run_backtest
+from training.coverage import Replay, coverage_table, log_replay, replay_policy
+from training.data_quality import log_data_quality
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
 from training.report import summary_table
@@ -44,6 +50,7 @@ class TrainResult:
     reasons: dict[str, str] = field(default_factory=dict)  # target -> why it got its alias
     backtests: dict[str, Backtest] = field(default_factory=dict)
     bundles: dict[str, ModelBundle] = field(default_factory=dict)
+    coverage: Replay | None = None  # the tier policy replayed on the backtest
 
 
 def train(
@@ -56,7 +63,9 @@ def train(
     console: Console | None = None,
     capacity: int | None = None,
     max_rounds: int = model.MAX_ROUNDS,
+    metrics_yaml: Path | None = None,
     label_rules: LabelRules | None = None,
+    policy: Path | None = None,
 ) -> TrainResult:
     """Train, backtest, log and register the churn and growth models from a data folder.
 
@@ -71,17 +80,25 @@ def train(
         console: where progress and the summary go.
         capacity: K for "recall of ARR at risk in the top K" (default 10% of accounts in force per date).
         max_rounds: ceiling on boosting rounds (early stopping usually ends sooner).
+        metrics_yaml: metric and attribute declarations replacing the shipped `features/metrics.yaml`;
+            the declarations used are stored with the models, so scoring never reads this file again.
         label_rules: churn grace period and growth minimum increase (default `LabelRules()`).
+        policy: the team's tier policy YAML, replayed on the backtest (default: the shipped policy).
 
     Raises:
-        DataError: bad tables, too little history, or no positive label.
+        DataError: bad tables, bad policy, too little history, or no positive label.
     """
     console = console or Console(stderr=True)
+    tier_policy = load_policy(policy)  # a bad policy stops the run before the slow part
+    if metrics_yaml is not None:
+        load_yaml(metrics_yaml)  # a bad declarations file is refused before the slow part
     with threadpool_limits(1, user_api="blas"), Progress(console=console, transient=True) as progress:
         task = progress.add_task("loading tables", total=2 + 2 * len(TARGETS))
         tables = load_tables(data_dir)
         progress.update(task, advance=1, description="building snapshots")
-        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, rules=label_rules)
+        metrics = metric_set_for(tables, metrics_yaml)
+        snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, label_rules, metrics)
+        print_warnings(console, data_warnings(snap.tables, snap.features))
         progress.update(task, advance=1)
         console.print(snapshot_line(snap), soft_wrap=True)
         experiment_id = use_experiment(experiment)
@@ -94,8 +111,11 @@ def train(
                 progress.update(task, advance=1, description=f"{target}: logging and registering")
                 published[target] = publish(fitted[target], target, f"{target}_model", seed)
                 progress.update(task, advance=1)
+            progress.update(task, description="replaying the tier policy on the backtest")
+            replay = replay_policy(snap, {t: f.backtest for t, f in fitted.items()}, tier_policy)
+            log_replay(replay)
             run_id = mlflow.active_run().info.run_id
-    return finish(run_id, fitted, published, console)
+    return finish(run_id, fitted, published, console, replay)
 
 
 def snapshot_line(snap: Snapshots) -> str:
@@ -155,6 +175,7 @@ def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> d
         "features.json",
     )
     mlflow.log_dict(common, "data.json")
+    log_data_quality(snap)
     return common
 
 
@@ -197,10 +218,18 @@ def fit_target(
     return Fitted(bundle, bt, X, frame)
 
 
-def finish(run_id: str, fitted: dict[str, Fitted], published: dict[str, Published], console: Console) -> TrainResult:
+def finish(
+    run_id: str,
+    fitted: dict[str, Fitted],
+    published: dict[str, Published],
+    console: Console,
+    replay: Replay | None = None,
+) -> TrainResult:
     """Print the summary tables and assemble the result."""
     for target, pub in published.items():
         console.print(summary_table(target, pub.table, pub.version, pub.alias, pub.reason))
+    if replay is not None:  # table mode has no contracts to replay tiers on
+        console.print(coverage_table(replay))
     console.print(f"MLflow run {run_id}: `tierwise ui` to browse it")
     return TrainResult(
         run_id=run_id,
@@ -210,4 +239,5 @@ def finish(run_id: str, fitted: dict[str, Fitted], published: dict[str, Publishe
         reasons={t: p.reason for t, p in published.items()},
         backtests={t: f.backtest for t, f in fitted.items()},
         bundles={t: f.bundle for t, f in fitted.items()},
+        coverage=replay,
     )

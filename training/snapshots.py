@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import CADENCES, Cadence, FeatureSet, build_snapshots, first_snapshot, snapshot_dates
+from features.metrics import MetricSet
 from features.subscriptions import LabelRules
 from features.tables import DataError, Tables
 from training.backtest import MIN_FOLDS, MIN_TRAIN_DATES, N_FOLDS, Fold, block_size, fold_plan, rolling_folds
@@ -47,7 +48,11 @@ class Snapshots:
 
 
 def snapshots(
-    tables: Tables, horizon_days: int = 90, as_of: pd.Timestamp | None = None, rules: LabelRules | None = None
+    tables: Tables,
+    horizon_days: int = 90,
+    as_of: pd.Timestamp | None = None,
+    rules: LabelRules | None = None,
+    metrics: MetricSet | None = None,
 ) -> Snapshots:
     """Snapshots up to `as_of` (default: data end minus the label window) whose label window has closed.
 
@@ -58,11 +63,14 @@ def snapshots(
     if horizon_days < 1:
         raise DataError(f"the horizon must be at least 1 day, not {horizon_days}")
     rules = rules or LabelRules()
+    start = tables.events["timestamp"].min().normalize()
+    if as_of is not None and pd.Timestamp(as_of) <= start:
+        raise DataError(f"--as-of {pd.Timestamp(as_of).date()} is before the data starts ({start.date()}): no snapshot")
     last = tables.data_end - pd.Timedelta(days=rules.window_days(horizon_days))
     last = min(last, pd.Timestamp(as_of)) if as_of is not None else last
     cadence = choose_cadence(tables, horizon_days, rules, last)
     dates = snapshot_dates(tables, cadence, last=last)
-    features = build_snapshots(tables, dates, horizon_days, rules)
+    features = build_snapshots(tables, dates, horizon_days, rules, metrics=metrics)
     if features.frame.empty:
         raise DataError("no account is in force on any snapshot date: the data has too little history to train on")
     for target in TARGETS:

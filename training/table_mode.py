@@ -144,7 +144,7 @@ def train_table(
         bt = run_backtest(frame, X, "churn", categorical, 0, params, max_rounds, capacity, folds, inner_split(y, seed))
         bundle.booster = model.fit(X, y, params, bt.final_rounds)
         bundle.calibration = calibration.platt(bt.predictions["margin"].to_numpy(), bt.predictions["y"].to_numpy())
-        bundle.info = table_info(raw, y, names, dropped, bt, params, capacity)
+        bundle.info = table_info(raw, y, names, dropped, bt, params, capacity) | {"id_column": str(id_col)}
         mlflow_run = use_experiment(experiment)
         with mlflow.start_run(experiment_id=mlflow_run, run_name=f"train table {target}") as run:
             bundle.info["run_id"] = run.info.run_id
