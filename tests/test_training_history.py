@@ -252,6 +252,10 @@ def test_a_young_company_trains_end_to_end(short_books, fresh_store, months, hor
     # expected expansion uses the growth the labels counted: every counted uplift is at least +5%
     assert growth.info["mean_uplift"] >= 0.05
     assert growth.info["mean_uplift"] == pytest.approx(snap.frame.loc[snap.frame["growth"] == 1, "uplift"].mean())
+    if months == 7:  # a model of another outcome is never judged against the champion on the new labels
+        other = train(short_books[months], horizon_days=horizon - 7, seed=0, max_rounds=ROUNDS, label_rules=rules)
+        assert other.aliases == {"churn": "challenger", "growth": "challenger"}
+        assert "another horizon or label rules" in other.reasons["churn"]
 
 
 @pytest.mark.slow

@@ -68,9 +68,7 @@ def publish(fitted: Fitted, key: str, artifact_path: str, seed: int) -> Publishe
     if previous is None:
         alias, reason = registry.CHAMPION, f"first version of {name}"
     else:
-        comparison = registry.compare(
-            previous[1], bundle.info["backtest_id"], bt.overall["lightgbm"], bt.predictions, fitted.frame
-        )
+        comparison = registry.compare(previous[1], bundle.info, bt.overall["lightgbm"], bt.predictions, fitted.frame)
         alias, reason = registry.verdict(comparison)
         reason = f"{reason} (champion was version {previous[0]})"
     registry.assign_alias(name, version, alias)

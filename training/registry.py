@@ -30,6 +30,7 @@ from training.evaluation import evaluate
 CHAMPION, CHALLENGER = "champion", "challenger"
 REGISTERED = {"churn": "tierwise-churn", "growth": "tierwise-growth", "churn-table": "tierwise-churn-table"}
 COMPARED = ("roc_auc", "brier")
+OUTCOME = ("horizon_days", "churn_grace_days", "growth_min_increase")  # what a model predicts
 EPS = 1e-9
 
 
@@ -93,18 +94,23 @@ def load_bundle(registered_name: str, version: str) -> ModelBundle:
 
 
 def compare(
-    champ: ModelBundle, backtest_id: str, overall: dict[str, float], oot: pd.DataFrame, frame: pd.DataFrame
+    champ: ModelBundle, info: dict, overall: dict[str, float], oot: pd.DataFrame, frame: pd.DataFrame
 ) -> Comparison | None:
     """The new version against the champion on the same backtest, or None when there is no common ground.
 
+    A champion that predicts another outcome (another horizon or label rules) has no common ground:
+    judged on the new labels it would lose for answering a different question.
+
     Args:
         champ: the current champion's bundle.
-        backtest_id: identifies data + folds + horizon of the new run.
+        info: the new bundle's info (`backtest_id` identifies data + folds + horizon + label rules).
         overall: the new run's pooled backtest metrics.
         oot: the new run's out-of-time predictions (account_id, as_of, y, arr, p).
         frame: the feature rows behind `oot` (same account_id/as_of keys).
     """
-    if champ.info.get("backtest_id") == backtest_id:
+    if any(champ.info.get(key) != info.get(key) for key in OUTCOME):
+        return None
+    if champ.info.get("backtest_id") == info["backtest_id"]:
         return Comparison(overall, champ.info["backtest"]["lightgbm"], "recorded metrics of the same backtest")
     if not champ.info.get("train_last_as_of"):  # a table-mode champion: its rows carry no time
         return None
@@ -128,7 +134,10 @@ def compare(
 def verdict(comparison: Comparison | None) -> tuple[str, str]:
     """(alias, reason) for a new version given its comparison with the champion."""
     if comparison is None:
-        return CHALLENGER, "no out-of-time rows that both versions can be judged on; promote by hand if wanted"
+        return CHALLENGER, (
+            "no common ground with the champion (another horizon or label rules, or no out-of-time rows "
+            "both versions can be judged on); promote by hand if wanted"
+        )
     new, old = comparison.new, comparison.champion
     as_good = new["roc_auc"] >= old["roc_auc"] - EPS and new["brier"] <= old["brier"] + EPS
     words = ", ".join(f"{m} {new[m]:.4f} vs champion {old[m]:.4f}" for m in COMPARED)
