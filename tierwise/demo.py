@@ -21,7 +21,7 @@ from features.subscriptions import subscription_features
 from features.tables import Tables, load_tables
 from serving.batch import score_to_file
 from serving.report import write_report
-from tierwise.settings import scores_store, tracking_uri
+from tierwise.settings import redact_uri, scores_store, tracking_uri
 from training.pipeline import train
 
 # The sizing docs/tiers-and-report.md describes, applied to the demo book: places per pool as a share of accounts.
@@ -49,12 +49,12 @@ def run_demo(out: Path, n_accounts: int = 2000, seed: int = 0, console: Console 
     outputs = {"data": data, "policy": policy, "scores": scores, "report": report, "store": scores_store()}
     console.rule("demo done")
     console.print(f"models: tierwise-churn v{result.versions['churn']}, tierwise-growth v{result.versions['growth']}")
-    console.print(f"MLflow store: {tracking_uri()}  (browse it: .venv/bin/tierwise ui)", soft_wrap=True)
+    console.print(f"MLflow store: {redact_uri(tracking_uri())}  (browse it: .venv/bin/tierwise ui)", soft_wrap=True)
     console.print(f"scores as of {as_of}: {scores}")
-    console.print(f"latest-scores store for the service: {outputs['store']}")
+    console.print(run.publication.sentence(), soft_wrap=True)
     console.print(f"CSM report: {report}")
     console.print(
-        "serve it: TIERWISE_API_KEYS=demo-key .venv/bin/tierwise serve --port 3000\n"
+        f"serve it: TIERWISE_API_KEYS=demo-key .venv/bin/tierwise serve --port 3000 --policy {policy}\n"
         "query it: curl -s -X POST localhost:3000/lookup -H 'Authorization: Bearer demo-key' "
         "-H 'Content-Type: application/json' -d '{\"account_ids\": [\"" + example_id + "\"]}'",
         soft_wrap=True,  # commands to copy must not be broken over lines
