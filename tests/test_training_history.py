@@ -26,7 +26,13 @@ from features.tables import DataError, Tables, load_tables
 from training.backtest import MIN_FOLDS, block_size, fold_plan, rolling_folds
 from training.pipeline import train
 from training.registry import load_bundle
-from training.snapshots import choose_cadence, snapshots
+from training.snapshots import (
+    DEFAULT_HORIZON_DAYS,
+    MIN_AUTO_HORIZON_DAYS,
+    choose_cadence,
+    longest_horizon,
+    snapshots,
+)
 
 DATA_END = pd.Timestamp("2026-11-01")  # the demo world's events stop on 2026-10-31
 ROUNDS = 30
@@ -166,6 +172,18 @@ def test_short_history_gets_weekly_snapshots_and_honest_folds(short_books, month
     assert_honest_folds(snap.folds(), snap.frame["as_of"], horizon + 14)
 
 
+def test_without_a_horizon_six_months_train_at_the_longest_horizon_that_fits(world, short_books):
+    assert snapshots(load_tables(world)).horizon_days == DEFAULT_HORIZON_DAYS  # a long history keeps 90 days
+    six = load_tables(short_books[6])
+    snap = snapshots(six)
+    assert MIN_AUTO_HORIZON_DAYS <= snap.horizon_days < DEFAULT_HORIZON_DAYS
+    assert snap.horizon_days == longest_horizon(six, LabelRules(), DEFAULT_HORIZON_DAYS)
+    assert snap.cadence == WEEKLY and len(snap.folds()) >= MIN_FOLDS
+    assert_honest_folds(snap.folds(), snap.frame["as_of"], snap.window_days)
+    with pytest.raises(DataError, match="needs about"):  # one day longer no longer fits: the longest indeed
+        snapshots(six, snap.horizon_days + 1)
+
+
 def test_warm_up_waits_for_whole_windows_only_where_the_export_cuts_accounts_short(world, short_books):
     start = months_of_history(7)
     young = load_tables(short_books[7])
@@ -279,6 +297,24 @@ def test_cli_trains_three_months_with_a_monthly_plan_horizon_and_logs_its_label_
     assert last + pd.Timedelta(days=30) <= DATA_END < last + pd.Timedelta(days=37)
     snap = snapshots(load_tables(cli_books[3]), 30, rules=LabelRules(0, 0.08))
     assert int(params["n_snapshots"]) == len(snap.frame)
+
+
+@pytest.mark.slow
+def test_cli_without_a_horizon_trains_six_months_and_says_which_horizon_it_chose(cli_books, fresh_store):
+    proc = subprocess.run(
+        [sys.executable, "-m", "tierwise", "train", "--data", str(cli_books[6])], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    chosen = snapshots(load_tables(cli_books[6])).horizon_days
+    said = " ".join(proc.stderr.split())
+    assert (
+        f"warning: the history is too short for an honest backtest at a 90-day horizon: training at {chosen} days"
+        in said
+    )
+    mlflow.set_tracking_uri(f"sqlite:///{fresh_store / 'mlflow.db'}")
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("tierwise").experiment_id])[0]
+    assert run.data.params["horizon_days"] == str(chosen)
 
 
 @pytest.mark.parametrize(

@@ -21,13 +21,14 @@ def train_cmd(
         Path | None, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
     ] = None,
     horizon_days: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             max=MAX_HORIZON_DAYS,
-            help="Label horizon: churn or growth within this many days (e.g. 30 for monthly plans).",
+            help="Label horizon: churn or growth within this many days (e.g. 30 for monthly plans). Default: 90, "
+            "or the longest (at least 28) that an honest backtest of a shorter history fits.",
         ),
-    ] = 90,
+    ] = None,
     as_of: Annotated[
         str | None,
         typer.Option(help="Last snapshot date YYYY-MM-DD (default: data end minus the horizon and the churn grace)."),

@@ -35,7 +35,7 @@ from training.data_quality import log_data_quality
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
 from training.report import summary_table
-from training.snapshots import TARGETS, Snapshots, fingerprint, mean_uplift, snapshots
+from training.snapshots import DEFAULT_HORIZON_DAYS, TARGETS, Snapshots, fingerprint, mean_uplift, snapshots
 from training.tuning import tune as tune_params
 
 
@@ -55,7 +55,7 @@ class TrainResult:
 
 def train(
     data_dir: Path,
-    horizon_days: int = 90,
+    horizon_days: int | None = None,
     as_of: date | None = None,
     experiment: str = "tierwise",
     tune: int = 0,
@@ -71,7 +71,8 @@ def train(
 
     Args:
         data_dir: folder with accounts, subscriptions and events.
-        horizon_days: label horizon H: churn/growth within H days of each as-of date.
+        horizon_days: label horizon H: churn/growth within H days of each as-of date (default: 90 days,
+            or the longest an honest backtest fits when the history is shorter; printed as a warning).
         as_of: last snapshot date considered (default: the data's end minus the label window,
             i.e. the horizon plus the churn grace period).
         experiment: MLflow experiment name.
@@ -100,6 +101,8 @@ def train(
         metrics = metric_set_for(tables, metrics_yaml)
         snap = snapshots(tables, horizon_days, pd.Timestamp(as_of) if as_of else None, label_rules, metrics)
         print_warnings(console, snap.features.attribute_screen.warnings())
+        if horizon_days is None and snap.horizon_days != DEFAULT_HORIZON_DAYS:
+            print_warnings(console, [shortened_horizon(snap.horizon_days)])
         progress.update(task, advance=1)
         console.print(snapshot_line(snap), soft_wrap=True)
         experiment_id = use_experiment(experiment)
@@ -117,6 +120,15 @@ def train(
             log_replay(replay)
             run_id = mlflow.active_run().info.run_id
     return finish(run_id, fitted, published, console, replay)
+
+
+def shortened_horizon(horizon_days: int) -> str:
+    """Why a run without --horizon-days predicts over fewer than 90 days."""
+    return (
+        f"the history is too short for an honest backtest at a {DEFAULT_HORIZON_DAYS}-day horizon: training at "
+        f"{horizon_days} days, the longest that fits (pass --horizon-days to choose; churn and growth then mean "
+        f"'within {horizon_days} days')"
+    )
 
 
 def snapshot_line(snap: Snapshots) -> str:

@@ -20,6 +20,8 @@ from features.tables import DataError, Tables
 from training.backtest import MIN_FOLDS, MIN_TRAIN_DATES, N_FOLDS, Fold, block_size, fold_plan, rolling_folds
 
 TARGETS = ("churn", "growth")
+DEFAULT_HORIZON_DAYS = 90  # a renewal quarter: the horizon CS teams plan on
+MIN_AUTO_HORIZON_DAYS = 28  # shortest horizon chosen without being asked: a monthly plan's term
 FALLBACK_UPLIFT = 0.2  # relative ARR increase assumed for growth when the data shows no growth at all
 
 
@@ -49,20 +51,24 @@ class Snapshots:
 
 def snapshots(
     tables: Tables,
-    horizon_days: int = 90,
+    horizon_days: int | None = None,
     as_of: pd.Timestamp | None = None,
     rules: LabelRules | None = None,
     metrics: MetricSet | None = None,
 ) -> Snapshots:
     """Snapshots up to `as_of` (default: data end minus the label window) whose label window has closed.
 
+    Without `horizon_days`, the horizon is `default_horizon`: 90 days unless the history is too short.
+
     Raises:
         DataError: the horizon is not positive, the history is too short for an honest backtest
             (saying how much more is needed), no account is in force, or a target never happens.
     """
+    rules = rules or LabelRules()
+    if horizon_days is None:
+        horizon_days = default_horizon(tables, rules)
     if horizon_days < 1:
         raise DataError(f"the horizon must be at least 1 day, not {horizon_days}")
-    rules = rules or LabelRules()
     start = tables.events["timestamp"].min().normalize()
     if as_of is not None and pd.Timestamp(as_of) <= start:
         raise DataError(f"--as-of {pd.Timestamp(as_of).date()} is before the data starts ({start.date()}): no snapshot")
@@ -80,6 +86,17 @@ def snapshots(
                 f"({dates[0].date()} to {dates[-1].date()}): nothing to learn {target} from"
             )
     return Snapshots(tables, features, horizon_days, rules, cadence)
+
+
+def default_horizon(tables: Tables, rules: LabelRules) -> int:
+    """The horizon when none is asked for: 90 days, or the longest an honest backtest of this history fits.
+
+    A young company's six months cannot hold two 90-day label windows, but they can train at a
+    shorter horizon; below `MIN_AUTO_HORIZON_DAYS` the label would mean something else than a
+    renewal-period churn, so the 90 days stand and the refusal says how much more history is needed.
+    """
+    fits = longest_horizon(tables, rules, DEFAULT_HORIZON_DAYS)
+    return fits if fits is not None and fits >= MIN_AUTO_HORIZON_DAYS else DEFAULT_HORIZON_DAYS
 
 
 def choose_cadence(tables: Tables, horizon_days: int, rules: LabelRules, last: pd.Timestamp) -> Cadence:
