@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from features.build import build_snapshots
 from features.tables import DataError, load_tables
 from training.registry import load_bundle
-from training.table_mode import train_table
+from training.table_mode import column_kinds, train_table
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +71,18 @@ def test_table_mode_names_missing_columns_and_bad_targets(flat_table, tmp_path):
         train_table(bad, target="Churn", id_col="customer")
     with pytest.raises(DataError, match="does not exist"):
         train_table(tmp_path / "nope.csv", target="Churn", id_col="customer")
+
+
+def test_ids_and_dates_in_a_flat_table_never_become_categories():
+    n = 200
+    frame = pd.DataFrame(
+        {
+            "signed_up": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),  # text dates
+            "crm_ref": [f"CRM-{i:05d}" for i in range(n)],  # one value per row
+            "plan": np.where(np.arange(n) % 3 == 0, "pro", "basic"),
+            "usage": np.arange(n).astype(str),  # numbers arriving as text
+        }
+    )
+    features, categorical, dropped = column_kinds(frame)
+    assert sorted(dropped) == ["crm_ref", "signed_up"]
+    assert features == ["plan", "usage"] and categorical == ["plan"]

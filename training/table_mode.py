@@ -20,6 +20,7 @@ from rich.console import Console
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
 
+from features.attributes import is_date_like, is_id_like
 from features.bundle import ModelBundle
 from features.io import read_user_table
 from features.metrics import MetricSet
@@ -33,7 +34,6 @@ from training.registry import use_experiment
 YES = {"1", "1.0", "yes", "y", "true", "t", "churn", "churned"}
 NO = {"0", "0.0", "no", "n", "false", "f", "retained", "active"}
 N_SPLITS = 5
-MAX_CATEGORY_SHARE = 0.5  # text columns with more distinct values than this share of rows are identifiers, not features
 TABLE_AS_OF = pd.Timestamp("1970-01-01")  # table rows carry no date; one group for top-K metrics
 
 
@@ -53,7 +53,11 @@ def churn_labels(values: pd.Series, column: str) -> np.ndarray:
 
 
 def column_kinds(frame: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
-    """(features, categorical, dropped): numeric-as-text columns count as numbers; identifier-like text is dropped."""
+    """(features, categorical, dropped): text numbers count as numbers; id-like and date-like text is dropped.
+
+    The same tests as for account attributes (`features.attributes`): an id or a date as a category
+    would only let the trees memorise rows.
+    """
     features, categorical, dropped = [], [], []
     for col in frame.columns:
         values = frame[col]
@@ -66,7 +70,7 @@ def column_kinds(frame: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
             dropped.append(col)
         elif pd.to_numeric(filled, errors="coerce").notna().all():
             features.append(col)
-        elif filled.nunique() > max(50, MAX_CATEGORY_SHARE * len(frame)):
+        elif is_id_like(values) or is_date_like(values):
             dropped.append(col)
         else:
             features.append(col)
