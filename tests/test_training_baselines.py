@@ -15,7 +15,7 @@ from training.backtest import scores
 from training.baselines import baseline_predictions, plain_features
 from training.pipeline import finish
 from training.publish import Fitted, Published
-from training.report import metrics_frame, plain_baseline_warnings
+from training.report import metrics_frame, plain_baseline_note, plain_baseline_warnings
 
 
 def test_plain_features_follow_any_event_vocabulary():
@@ -98,6 +98,10 @@ def test_scores_record_the_lift_over_the_plain_baseline_and_the_warning_names_th
         "churn", scores(predictions(to_p(sharp), to_p(blurred), y).drop(columns="plain_gbm"), None)
     )
     assert "no plain gradient-boosting baseline" in absent and "days_to_renewal" in absent
+    assert plain_baseline_note({"lightgbm": {}}).startswith(
+        "No plain gradient-boosting baseline ran: the data has none"
+    )
+    assert "roc auc +" in plain_baseline_note(winning) and "pr auc +" in plain_baseline_note(winning)
 
 
 @pytest.mark.slow

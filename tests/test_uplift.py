@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 
 from features.build import build_features
-from features.tables import load_tables
+from features.bundle import ModelBundle
+from features.metrics import MetricSet
+from features.tables import DataError, load_tables
 from features.uplift import FALLBACK_UPLIFT, MIN_GROWERS, PeerUplift
 from serving.registry import load_models
-from serving.scoring import score_frame
+from serving.scoring import expected_uplift, score_frame
 from training.snapshots import snapshots
 
 
@@ -134,3 +136,14 @@ def test_scoring_applies_each_accounts_peer_uplift_row_by_row(trained_store):
     per_unit = scored["expected_expansion"] / (scored["growth_potential"] * scored["arr"])
     np.testing.assert_allclose(per_unit, scored["plan"].map({plans[0]: 0.6, plans[1]: 0.1}).fillna(0.25))
     assert set(np.round(per_unit, 6)) == {0.6, 0.1, 0.25}
+
+
+def growth_bundle(info: dict) -> ModelBundle:
+    return ModelBundle("growth", None, [], {}, {"a": 1.0, "b": 0.0}, MetricSet((), ()), {}, {}, {}, info)
+
+
+def test_a_growth_model_without_peers_uses_its_book_mean_and_one_without_either_is_refused():
+    rows = {"account_id": np.array(["a", "b"]), "arr": np.array([1.0, 2.0]), "plan": np.array(["x", "y"])}
+    np.testing.assert_array_equal(expected_uplift(growth_bundle({"mean_uplift": 0.3}), rows), [0.3, 0.3])
+    with pytest.raises(DataError, match="lacks info.uplift_peers.*retrain"):
+        expected_uplift(growth_bundle({}), rows)
