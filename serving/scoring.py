@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike
 from features.build import MIN_HISTORY_DAYS
 from features.bundle import ModelBundle, numbers
 from features.tables import DataError
+from features.uplift import PeerUplift
 from serving import reasons as rs
 from serving.registry import Models
 
@@ -166,7 +167,7 @@ def scored_columns(features: Mapping[str, np.ndarray], models: Models, reasons: 
         "insufficient_history": insufficient_history(features),
         "lifecycle_stage": features["lifecycle_stage"].astype(str).astype(object),
         "arr_at_risk": churn.probability * arr,
-        "expected_expansion": growth.probability * arr * mean_uplift(models.growth),
+        "expected_expansion": growth.probability * arr * expected_uplift(models.growth, features),
         **{name: churn_text[:, i] for i, name in enumerate(REASONS)},
         **{name: growth_text[:, i] for i, name in enumerate(GROWTH_REASONS)},
         "reasons_json": np.asarray(explained, dtype=object),
@@ -231,12 +232,18 @@ def insufficient_history(features: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.where(pd.isna(given), derived, given).astype(bool)
 
 
-def mean_uplift(growth: ModelBundle) -> float:
-    """Mean relative ARR increase of growing accounts, logged with the growth model."""
+def expected_uplift(growth: ModelBundle, features: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per row, the relative ARR increase the account's peers achieved when they grew (`features.uplift`).
+
+    A growth model trained before peer groups existed carries only the book-wide mean: every row gets it.
+    """
+    peers = growth.info.get("uplift_peers")
+    if peers is not None:
+        return PeerUplift.from_dict(peers).uplift(features)
     uplift = growth.info.get("mean_uplift")
     if uplift is None:
-        raise DataError("the growth model lacks info.mean_uplift, needed for expected expansion: retrain it")
-    return float(uplift)
+        raise DataError("the growth model lacks info.uplift_peers, needed for expected expansion: retrain it")
+    return np.full(len(features["account_id"]), float(uplift))
 
 
 def changes(scored: Mapping[str, Sequence], previous: Mapping[str, ArrayLike], churn: ModelBundle) -> list[str | None]:

@@ -65,7 +65,8 @@ def test_output_has_the_contract_columns_one_row_per_account(book, scored):
     assert len(scored) == len(frame) and scored["account_id"].is_unique
     assert scored["churn_risk"].between(0, 1).all() and scored["growth_potential"].between(0, 1).all()
     assert np.allclose(scored["arr_at_risk"], scored["churn_risk"] * scored["arr"])
-    uplift = models.growth.info["mean_uplift"]
+    peers = {g["peer"]: g["uplift"] for g in models.growth.info["uplift_peers"]["groups"]}  # by plan here
+    uplift = frame["plan"].astype(str).map(peers).to_numpy()
     assert np.allclose(scored["expected_expansion"], scored["growth_potential"] * scored["arr"] * uplift)
     assert set(scored["tier"]) <= {"high_touch", "mid_touch", "tech_touch"}
     assert (scored["churn_model_version"] == models.churn_version).all()

@@ -50,6 +50,9 @@ def test_table_mode_trains_registers_and_scores_the_raw_table(flat_table, fresh_
     assert str(MlflowClient().get_model_version_by_alias("tierwise-churn-table", "champion").version) == "1"
     m = result.metrics
     assert m["churn_table_roc_auc"] > 0.7 and m["churn_table_roc_auc"] > m["churn_table_health_roc_auc"]
+    # the plain baseline runs on the obvious columns the table has (arr, days_to_renewal, a 30-day count)
+    lift = m["churn_table_roc_auc"] - m["churn_table_plain_gbm_roc_auc"]
+    assert m["churn_table_lift_over_plain_gbm_roc_auc"] == pytest.approx(lift)
     assert len(result.backtests["churn"].folds) == 5
     bundle = load_bundle("tierwise-churn-table", "1")
     assert "customer" not in bundle.features and "Churn" not in bundle.features

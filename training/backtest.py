@@ -27,6 +27,9 @@ N_FOLDS = 3  # folds when the history allows
 MIN_FOLDS = 2  # one fold cannot tell a model's skill from its luck on one period
 BLOCK_DAYS = 91  # each fold validates on about a quarter of snapshots
 MIN_TRAIN_DATES = 2  # a fold's window must split into an early-stopping slice and snapshots before it
+BASELINES = ("health", "logreg", "plain_gbm")  # prediction columns of the baselines, when they ran
+LIFT = "lift_over_plain_gbm"  # metric prefix: the model's metric minus the plain gradient-boosting baseline's
+LIFT_METRICS = ("roc_auc", "pr_auc")  # the ranking metrics a model must beat the plain baseline on
 
 
 @dataclass
@@ -49,7 +52,7 @@ class Backtest:
 
     target: str
     folds: list[Fold]
-    predictions: pd.DataFrame  # account_id, as_of, fold, y, arr, margin, p, health, logreg
+    predictions: pd.DataFrame  # account_id, as_of, fold, y, arr, margin, p, health, logreg, plain_gbm
     fold_metrics: dict[int, dict[str, dict[str, float]]]  # fold -> model -> metric -> value
     overall: dict[str, dict[str, float]]  # model -> metric -> value
     rounds: list[int] = field(default_factory=list)  # early-stopped rounds per fold
@@ -141,7 +144,7 @@ def run_backtest(
     folds: list[Fold] | None = None,
     inner: Callable[[Fold], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Backtest:
-    """Fit and score the model and both baselines on every fold; metrics per fold and pooled.
+    """Fit and score the model and the baselines on every fold; metrics per fold and pooled.
 
     Args:
         gap_days: the label window (horizon plus churn grace) that separates training from later rows.
@@ -182,14 +185,21 @@ def fold_model(X, y, fold: Fold, earlier: np.ndarray, later: np.ndarray, params:
 
 
 def scores(part: pd.DataFrame, capacity: int | None) -> dict[str, dict[str, float]]:
-    """Metrics of the model ("lightgbm") and each baseline present in a predictions frame."""
-    models = {"lightgbm": "p"} | {b: b for b in ("health", "logreg") if b in part}
-    return {
+    """Metrics of the model ("lightgbm") and each baseline present in a predictions frame.
+
+    The model's entry also holds its lift over the plain gradient-boosting baseline
+    (`lift_over_plain_gbm_roc_auc`, `..._pr_auc`: ours minus plain), when that baseline ran.
+    """
+    models = {"lightgbm": "p"} | {b: b for b in BASELINES if b in part}
+    out = {
         name: evaluate(
             part["y"].to_numpy(), part[col].to_numpy(), part["arr"].to_numpy(), part["as_of"].to_numpy(), capacity
         )
         for name, col in models.items()
     }
+    if "plain_gbm" in out:
+        out["lightgbm"] |= {f"{LIFT}_{m}": out["lightgbm"][m] - out["plain_gbm"][m] for m in LIFT_METRICS}
+    return out
 
 
 def check_classes(y: np.ndarray, target: str, where: str) -> None:

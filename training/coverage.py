@@ -25,7 +25,7 @@ from features.errors import DataError
 from features.policy import POOLS, TOUCHED, Standing, TierPolicy, place, top_k
 from features.subscriptions import contract_state
 from training.backtest import Backtest
-from training.snapshots import FALLBACK_UPLIFT, Snapshots
+from training.snapshots import Snapshots, uplift_peers
 
 STRATEGIES = {  # name: what a reader sees
     "policy": "tier policy",
@@ -102,7 +102,7 @@ def replay_policy(snap: Snapshots, backtests: dict[str, Backtest], policy: TierP
 def replay_rows(snap: Snapshots, backtests: dict[str, Backtest]) -> pd.DataFrame:
     """One row per validation (account_id, as_of): fold, ARR, lifecycle stage, both predictions, realised values.
 
-    Expected expansion uses the mean uplift of growing accounts among each fold's training rows
+    Expected expansion uses the uplift each account's peers achieved among its fold's training rows
     (what scoring would have known then), not the final model's, which saw the validation period.
     """
     churn, growth = (backtests[t].predictions for t in ("churn", "growth"))
@@ -118,9 +118,8 @@ def replay_rows(snap: Snapshots, backtests: dict[str, Backtest]) -> pd.DataFrame
     rows = rows.merge(frame[[*KEYS, "lifecycle_stage", "arr_later"]], on=KEYS, how="left", validate="1:1")
     rows["churned_arr"] = rows["arr"] * rows["churned"]
     rows["expansion_arr"] = (rows["arr_later"] - rows["arr"]).clip(lower=0).fillna(0.0) * rows["grew"]
-    uplift = {fold.index: fold_uplift(frame[fold.train]) for fold in backtests["churn"].folds}
     rows["arr_at_risk"] = rows["churn_risk"] * rows["arr"]
-    rows["expected_expansion"] = rows["growth_potential"] * rows["arr"] * rows["fold"].map(uplift)
+    rows["expected_expansion"] = rows["growth_potential"] * rows["arr"] * fold_uplift(snap, rows, backtests["churn"])
     return rows
 
 
@@ -132,12 +131,14 @@ def arr_later(snap: Snapshots) -> np.ndarray:
     return frame[KEYS].merge(later, on=KEYS, how="left")["arr"].to_numpy(dtype=float)
 
 
-def fold_uplift(train: pd.DataFrame) -> float:
-    """Mean relative ARR increase of the growing accounts a fold trained on."""
-    grown = train[(train["growth"] == 1) & (train["arr"] > 0)]
-    ratio = grown["arr_later"] / grown["arr"] - 1
-    ratio = ratio[np.isfinite(ratio)]
-    return float(ratio.mean()) if len(ratio) else FALLBACK_UPLIFT
+def fold_uplift(snap: Snapshots, rows: pd.DataFrame, backtest: Backtest) -> np.ndarray:
+    """Each replay row's peer uplift, learnt from its fold's training rows as the final model's is from all."""
+    features = rows[KEYS].merge(snap.frame, on=KEYS, how="left", validate="1:1")
+    out = np.full(len(rows), np.nan)
+    for fold in backtest.folds:
+        here = (rows["fold"] == fold.index).to_numpy()
+        out[here] = uplift_peers(snap, fold.train).uplift(features[here])
+    return out
 
 
 def replay(rows: pd.DataFrame, policy: TierPolicy) -> Replay:

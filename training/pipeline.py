@@ -34,8 +34,16 @@ from training.coverage import Replay, coverage_table, log_replay, replay_policy
 from training.data_quality import log_data_quality
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
-from training.report import summary_table
-from training.snapshots import DEFAULT_HORIZON_DAYS, TARGETS, Snapshots, fingerprint, mean_uplift, snapshots
+from training.report import plain_baseline_warnings, summary_table
+from training.snapshots import (
+    DEFAULT_HORIZON_DAYS,
+    TARGETS,
+    Snapshots,
+    fingerprint,
+    mean_uplift,
+    snapshots,
+    uplift_peers,
+)
 from training.tuning import tune as tune_params
 
 
@@ -216,6 +224,7 @@ def fit_target(
     }
     if target == "growth":
         info["mean_uplift"] = mean_uplift(snap)
+        info["uplift_peers"] = uplift_peers(snap).as_dict()  # expected expansion by peer group (features.uplift)
     bundle = ModelBundle(
         target=target,
         booster=booster,
@@ -241,6 +250,7 @@ def finish(
     """Print the summary tables and assemble the result."""
     for target, pub in published.items():
         console.print(summary_table(target, pub.table, pub.version, pub.alias, pub.reason))
+        print_warnings(console, plain_baseline_warnings(target, fitted[target].backtest.overall))
     if replay is not None:  # table mode has no contracts to replay tiers on
         console.print(coverage_table(replay))
     console.print(f"MLflow run {run_id}: `tierwise ui` to browse it")

@@ -13,10 +13,17 @@ import pandas as pd  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from features.bundle import ModelBundle  # noqa: E402
+from training.backtest import LIFT, LIFT_METRICS  # noqa: E402
+from training.baselines import PLAIN_COUNTS, PLAIN_FEATURES  # noqa: E402
 from training.evaluation import METRICS, calibration_table  # noqa: E402
 
 SHAP_ROWS = 2000
-MODEL_NAMES = {"lightgbm": "LightGBM", "health": "health score", "logreg": "logistic regression"}
+MODEL_NAMES = {
+    "lightgbm": "LightGBM",
+    "health": "health score",
+    "logreg": "logistic regression",
+    "plain_gbm": "plain GBM",
+}
 
 
 def calibration_plot(predictions: pd.DataFrame, target: str, path: Path) -> Path:
@@ -100,6 +107,38 @@ def summary_table(target: str, frame: pd.DataFrame, version: str, alias: str, re
     return table
 
 
+def plain_baseline_warnings(target: str, overall: dict[str, dict[str, float]]) -> list[str]:
+    """Lines for `tierwise train`: where the model fails to beat the plain gradient-boosting baseline, or none ran."""
+    if "plain_gbm" not in overall:
+        return [f"{target}: no plain gradient-boosting baseline: {PLAIN_ABSENT}"]
+    ours, plain = overall["lightgbm"], overall["plain_gbm"]
+    lost = [m for m in LIFT_METRICS if not ours[f"{LIFT}_{m}"] > 0]
+    if not lost:
+        return []
+    figures = ", ".join(f"{m.replace('_', ' ').upper()} {ours[m]:.3f} vs {plain[m]:.3f}" for m in lost)
+    return [
+        f"{target}: the model does not beat the plain gradient-boosting baseline on obvious features "
+        f"(out of time, {figures}); its engineered features and tuning add nothing there: check them before trusting it"
+    ]
+
+
+PLAIN_ABSENT = (
+    f"the data has none of its obvious columns ({', '.join(PLAIN_FEATURES)}, "
+    f"<event>{PLAIN_COUNTS[0]}, <event>{PLAIN_COUNTS[1]}); a flat table names its columns its own way"
+)
+
+
+def plain_baseline_note(overall: dict[str, dict[str, float]]) -> str:
+    """The model card's sentence on the model's lift over the plain gradient-boosting baseline."""
+    if "plain_gbm" not in overall:
+        return f"No plain gradient-boosting baseline ran: {PLAIN_ABSENT}."
+    lifts = ", ".join(f"{m.replace('_', ' ')} {overall['lightgbm'][f'{LIFT}_{m}']:+.4f}" for m in LIFT_METRICS)
+    return (
+        f"Lift over the plain gradient-boosting baseline (HistGradientBoosting, default settings, on "
+        f"{', '.join(PLAIN_FEATURES)} and event counts over 30 and 90 days; ours minus plain): {lifts}."
+    )
+
+
 def model_card(
     target: str, info: dict, frame: pd.DataFrame, registered_name: str, version: str, alias: str, reason: str
 ) -> str:
@@ -123,6 +162,8 @@ before its origin and is scored on the following snapshots. Table mode: stratifi
 Baselines are fitted on the same folds. Pooled out-of-fold metrics:
 
 {markdown_table(overall)}
+
+{plain_baseline_note(info["backtest"])}
 
 `arr_recall_top_k`: share of the ARR of positive accounts among the top K by p x ARR on each as-of date
 (K = {info["capacity"] or "10% of accounts in force"}). Per-fold figures are in `metrics_by_fold.csv`.

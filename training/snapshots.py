@@ -17,12 +17,12 @@ from features.build import CADENCES, Cadence, FeatureSet, build_snapshots, first
 from features.metrics import MetricSet
 from features.subscriptions import LabelRules
 from features.tables import DataError, Tables
+from features.uplift import PLAN, PeerUplift, book_uplift
 from training.backtest import MIN_FOLDS, MIN_TRAIN_DATES, N_FOLDS, Fold, block_size, fold_plan, rolling_folds
 
 TARGETS = ("churn", "growth")
 DEFAULT_HORIZON_DAYS = 90  # a renewal quarter: the horizon CS teams plan on
 MIN_AUTO_HORIZON_DAYS = 28  # shortest horizon chosen without being asked: a monthly plan's term
-FALLBACK_UPLIFT = 0.2  # relative ARR increase assumed for growth when the data shows no growth at all
 
 
 @dataclass
@@ -158,10 +158,18 @@ def fingerprint(tables: Tables) -> str:
 
 
 def mean_uplift(snap: Snapshots) -> float:
-    """Mean relative ARR increase ARR(T+H)/ARR(T) - 1 of growth-positive snapshots (for expected expansion).
+    """Mean relative ARR increase ARR(T+H)/ARR(T) - 1 of growth-positive snapshots: the book-wide figure.
 
     The `uplift` the labels computed, on the rows the growth rule (with its minimum increase) counted.
     """
-    uplift = snap.frame.loc[snap.frame["growth"] == 1, "uplift"].to_numpy(dtype=float)
-    uplift = uplift[np.isfinite(uplift)]
-    return float(uplift.mean()) if len(uplift) else FALLBACK_UPLIFT
+    return book_uplift(snap.frame)
+
+
+def uplift_peers(snap: Snapshots, rows: np.ndarray | None = None) -> PeerUplift:
+    """The uplift each peer group achieved, for expected expansion: by plan when it is a feature, else ARR band.
+
+    Args:
+        rows: bool mask of the snapshots to learn from (a backtest fold's training rows); default all.
+    """
+    frame = snap.frame if rows is None else snap.frame[rows]
+    return PeerUplift.fit(frame, by_plan=PLAN in snap.features.names)
