@@ -14,6 +14,7 @@ from rich.table import Table  # noqa: E402
 
 from features.bundle import ModelBundle  # noqa: E402
 from training.evaluation import METRICS, calibration_table  # noqa: E402
+from training.shipped import measured_sentence  # noqa: E402
 
 SHAP_ROWS = 2000
 MODEL_NAMES = {"lightgbm": "LightGBM", "health": "health score", "logreg": "logistic regression"}
@@ -113,8 +114,7 @@ def model_card(
 
 ## What it predicts
 Probability that an account {outcome(target, info)} within the horizon
-({info["horizon_days"]} days), calibrated with Platt scaling on out-of-time
-backtest predictions: a score of 0.30 means about 30 in 100 such accounts.
+({info["horizon_days"]} days), {calibration_words(info)}
 
 {data_section(info)}
 ## Backtest ({folds})
@@ -135,9 +135,19 @@ with reasons from exact tree SHAP values. Not for pricing, credit or any decisio
 - Learns from the history given: new products, pricing or CS programmes shift behaviour; retrain monthly
   and watch the calibration plot.
 - Accounts younger than 30 days are flagged `insufficient_history`; their scores rest on firmographics.
-- Probabilities are calibrated on the backtest period; a large change in the base rate needs a retrain.
-- Final model: {info["rounds"]} boosting rounds (median of the early-stopped folds), parameters in the run.
+- Probabilities are calibrated on past outcomes; a large change in the base rate needs a retrain.
+- Final model: {info["rounds"]} boosting rounds, parameters in the run.
 """
+
+
+def calibration_words(info: dict) -> str:
+    """How the probabilities were calibrated and, for event data, how well that held on an untouched period."""
+    if "shipped_calibration" not in info:  # table mode: Platt on the cross-validation's out-of-fold margins
+        return "calibrated with Platt scaling on out-of-fold predictions."
+    return (
+        f"calibrated with Platt scaling on the snapshots from {info['calibration_first_as_of']} on, which this model "
+        f"did not learn from (its trees saw snapshots up to {info['fit_last_as_of']}). {measured_sentence(info)}"
+    )
 
 
 def outcome(target: str, info: dict) -> str:
