@@ -3,8 +3,8 @@
 One public function, `train`. Stages: load and validate the tables; build labelled snapshots
 (monthly, or weekly for a short history); per target (churn, growth) optionally tune inside the
 first fold's training window, run the rolling-origin backtest against both baselines, fit the model
-that ships with Platt calibration on the last labelled period it did not train on, and measure that
-calibration on a later period; then log and register both models and decide their aliases.
+that ships (rounds and Platt calibration from the last labelled period, which the stopped booster did
+not train on) and measure its calibration on a later period; then log and register both models and decide their aliases.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> d
             "fold_origins": ",".join(common["fold_origins"]),
             "tune_trials": tune,
             "seed": seed,
-            "calibration": "platt on the last labelled period, which the shipped model did not train on",
+            "calibration": "platt on the last labelled period (stopped booster not trained on it), then refit",
         }
         | {f"lgbm_{k}": v for k, v in model.PARAMS.items()}
     )
@@ -186,9 +186,9 @@ def fit_target(
 ) -> Fitted:
     """Backtest one target, then fit the model that ships and measure its calibration on an untouched period.
 
-    The shipped model learns from the snapshots whose label windows closed before the last labelled
-    period and is stopped and calibrated on that period (`training.shipped`); the same recipe, run on
-    the data before the last fold, is scored on that fold's rows to measure what a score means.
+    The shipped model's rounds and Platt calibration come from a booster stopped on the last labelled
+    period, which it did not learn from; it is then refitted on every snapshot (`training.shipped`). The
+    same recipe, run on the data before the last fold, is scored on that fold's rows to measure it.
     """
     fs, frame = snap.features, snap.frame
     X, y = fs.matrix, frame[target].to_numpy(dtype=int)
@@ -204,7 +204,6 @@ def fit_target(
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "positives": int(y.sum()),
         "rounds": shipped.rounds,
-        "fit_last_as_of": str(frame.loc[shipped.fit_rows, "as_of"].max().date()),
         "calibration_first_as_of": str(frame.loc[shipped.calibration_rows, "as_of"].min().date()),
         "shipped_calibration": held,
         "params": params,

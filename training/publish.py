@@ -68,7 +68,9 @@ def publish(fitted: Fitted, key: str, artifact_path: str, seed: int) -> Publishe
         table.to_csv(tmp / "metrics_by_fold.csv", index=False)
         report.calibration_plot(bt.predictions, bundle.target, tmp / "calibration.png")
         if fitted.holdout is not None:
-            report.calibration_plot(fitted.holdout, bundle.target, tmp / "shipped_calibration.png")
+            report.calibration_plot(
+                fitted.holdout, bundle.target, tmp / "shipped_calibration.png", "shipped recipe on an untouched period"
+            )
         report.lift_plot(bt.predictions, bundle.target, tmp / "lift.png")
         report.shap_plot(bundle, fitted.X, tmp / "shap_summary.png", seed)
         for path in tmp.iterdir():

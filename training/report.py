@@ -20,7 +20,9 @@ SHAP_ROWS = 2000
 MODEL_NAMES = {"lightgbm": "LightGBM", "health": "health score", "logreg": "logistic regression"}
 
 
-def calibration_plot(predictions: pd.DataFrame, target: str, path: Path) -> Path:
+def calibration_plot(
+    predictions: pd.DataFrame, target: str, path: Path, title: str = "calibration (out of time)"
+) -> Path:
     """Reliability curve of the out-of-time predictions, model and baselines."""
     fig, ax = plt.subplots(figsize=(5, 5))
     top = float(predictions["p"].max())
@@ -32,9 +34,7 @@ def calibration_plot(predictions: pd.DataFrame, target: str, path: Path) -> Path
             ax.plot(pred, obs, marker="o", label=MODEL_NAMES[name])
             top = max(top, pred.max(), obs.max())
     ax.plot([0, top], [0, top], "k--", lw=1, label="perfect")
-    ax.set(
-        xlabel=f"predicted {target} probability", ylabel="observed rate", title=f"{target}: calibration (out of time)"
-    )
+    ax.set(xlabel=f"predicted {target} probability", ylabel="observed rate", title=f"{target}: {title}")
     ax.legend()
     return save(fig, path)
 
@@ -145,8 +145,8 @@ def calibration_words(info: dict) -> str:
     if "shipped_calibration" not in info:  # table mode: Platt on the cross-validation's out-of-fold margins
         return "calibrated with Platt scaling on out-of-fold predictions."
     return (
-        f"calibrated with Platt scaling on the snapshots from {info['calibration_first_as_of']} on, which this model "
-        f"did not learn from (its trees saw snapshots up to {info['fit_last_as_of']}). {measured_sentence(info)}"
+        f"calibrated with Platt scaling on the snapshots from {info['calibration_first_as_of']} on (fitted on a "
+        f"booster that did not learn from them, then refitted on every snapshot). {measured_sentence(info)}"
     )
 
 

@@ -1,16 +1,18 @@
-"""The model that ships, calibrated on data it did not train on, and its calibration measured later.
+"""The model that ships, its calibration, and that calibration measured on a period the recipe never touched.
 
-The shipped model is boosted on the snapshots whose label windows closed before the last labelled
-period (the late slice of `training.backtest.late_slice`: the latest quarter of snapshot dates, with
-a whole label window between it and the rows the trees learn from), stopped early on that period and
-Platt-calibrated on it. So the calibration is fitted on the very model that ships, on rows whose
-outcomes it never saw. Refitting on every row after calibrating would ship a different model (more
-data and rounds move its margins) than the one the calibration was fitted on.
+Recipe: a booster learns from the snapshots whose label window (horizon + churn grace) closed before
+the last labelled period (the late slice of `training.backtest.late_slice`: the latest quarter of
+snapshot dates), stops early on that period, and Platt scaling is fitted on its margins there, rows
+whose outcomes it never saw. The model that ships is then refitted on every snapshot with the same
+number of rounds and carries that calibration, so its trees know the latest outcomes.
 
-To say what a score means, the same recipe is reproduced on the rows whose outcomes were known
-before the last backtest fold's origin and scored on that fold's validation rows, a later period the
-reproduced model touched in no way (`holdout`): its ECE and Brier score are the shipped model's
-measured calibration.
+The calibration is fitted on the stopped booster, not on the refit that ships, so it is measured
+rather than assumed: the same recipe, refit included, is rerun on the rows whose outcomes were
+known before the last backtest fold's origin and scored on that fold's validation rows, a period
+it touched in no way (`holdout`). Its ECE and Brier score are the shipped model's measured
+calibration. Measured on two demo worlds (docs/training.md, *Calibration of the model that ships*):
+the refit keeps the calibration of a model that is not refitted (ECE 0.008 to 0.016 against 0.006
+to 0.017) and ranks better (ROC AUC +0.002 to +0.015), so the fresher model ships.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from training.evaluation import evaluate
 class Shipped:
     """The model that ships, its calibration and the rows each part was fitted on."""
 
-    booster: lgb.Booster  # exactly `rounds` trees
-    calibration: dict[str, float]  # Platt {"a", "b"}, fitted on `calibration_rows` with this booster
-    rounds: int
-    fit_rows: np.ndarray  # bool: rows the trees learnt from (label window closed before the calibration period)
+    booster: lgb.Booster  # refitted on `rows` with exactly `rounds` trees
+    calibration: dict[str, float]  # Platt {"a", "b"}: the stopped booster's margins on `calibration_rows`
+    rounds: int  # early-stopped on `calibration_rows`
+    stop_rows: np.ndarray  # bool: rows the stopped booster learnt from (label window closed before the period)
     calibration_rows: np.ndarray  # bool: the last labelled period (early stopping and Platt scaling)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -45,24 +47,25 @@ class Shipped:
 def fit_shipped(
     X: pd.DataFrame, y: np.ndarray, as_of: pd.Series, rows: np.ndarray, gap_days: int, params: dict, max_rounds: int
 ) -> Shipped:
-    """Boost on `rows` up to a label window before their last labelled period; stop and calibrate on that period.
+    """Stop and calibrate on the last labelled period of `rows`, then refit on all of `rows` with those rounds.
 
     Args:
         rows: bool mask of the snapshots the recipe may use (all of them for the model that ships).
-        gap_days: the label window (horizon plus churn grace) kept between the two parts.
+        gap_days: the label window (horizon plus churn grace) kept between the stopped booster's rows
+            and the calibration period.
 
     Raises:
-        DataError: the rows the trees learn from have only one class.
+        DataError: the rows before the calibration period have only one class.
     """
-    fit_rows, calibration_rows = late_slice(as_of, rows, gap_days)
-    check_classes(y[fit_rows], "model", "the rows before the calibration period")
+    stop_rows, calibration_rows = late_slice(as_of, rows, gap_days)
+    check_classes(y[stop_rows], "model", "the rows before the calibration period")
     stopped = model.fit_early_stopped(
-        X[fit_rows], y[fit_rows], X[calibration_rows], y[calibration_rows], params, max_rounds
+        X[stop_rows], y[stop_rows], X[calibration_rows], y[calibration_rows], params, max_rounds
     )
     rounds = stopped.best_iteration or stopped.current_iteration()
-    booster = lgb.Booster(model_str=stopped.model_to_string(num_iteration=rounds))
-    margin = booster.predict(X[calibration_rows], raw_score=True)
-    return Shipped(booster, platt(margin, y[calibration_rows]), rounds, fit_rows, calibration_rows)
+    margin = stopped.predict(X[calibration_rows], raw_score=True, num_iteration=rounds)
+    booster = model.fit(X[rows], y[rows], params, rounds)
+    return Shipped(booster, platt(margin, y[calibration_rows]), rounds, stop_rows, calibration_rows)
 
 
 def holdout(
@@ -94,7 +97,7 @@ def holdout(
         "observed_rate": float(truth.mean()),
         "first_as_of": str(as_of.min().date()),
         "last_as_of": str(as_of.max().date()),
-        "recipe_fit_last_as_of": str(frame.loc[shipped.fit_rows, "as_of"].max().date()),
+        "recipe_stop_last_as_of": str(frame.loc[shipped.stop_rows, "as_of"].max().date()),
         "recipe_calibration_as_of": str(frame.loc[shipped.calibration_rows, "as_of"].min().date()),
     }
     return facts, pd.DataFrame({"as_of": as_of.to_numpy(), "y": truth, "p": p})
@@ -106,8 +109,9 @@ def measured_sentence(info: dict) -> str:
     if not held:
         return ""
     return (
-        f"Measured on {held['rows']:,} later snapshots it never touched ({held['first_as_of']} to "
-        f"{held['last_as_of']}, the model refitted by the same recipe on the data before them): "
-        f"expected calibration error {held['ece']:.3f} (a score is off by {100 * held['ece']:.1f} points on average), "
+        f"The same recipe, rerun on the data known before {held['first_as_of']} (calibrated from "
+        f"{held['recipe_calibration_as_of']}), was measured on the "
+        f"{held['rows']:,} snapshots from {held['first_as_of']} to {held['last_as_of']}, which it never touched: "
+        f"expected calibration error {held['ece']:.3f} (a score off by {100 * held['ece']:.1f} points on average), "
         f"Brier {held['brier']:.3f}; {held['mean_p']:.1%} predicted against {held['observed_rate']:.1%} observed."
     )
