@@ -106,6 +106,7 @@ def render(scores: pd.DataFrame, source: str, policy: TierPolicy | None = None) 
         "renewals": renewals(scores),
         "histogram": histogram(scores["churn_risk"].to_numpy(float)),
         "bands": calibration_bands(scores),
+        "measured": run_record(first_value(scores, "churn_model_version"), "churn_report/shipped_calibration.json"),
         "top": top_accounts(scores),
         "waterfalls": [waterfall(row) for _, row in scores.nlargest(WATERFALLS, "arr_at_risk").iterrows()],
         "moves": tier_changes(scores),
@@ -345,19 +346,26 @@ def capacity(scores: pd.DataFrame, policy: TierPolicy) -> dict:
     }
 
 
-def last_time(churn_version: str, policy: TierPolicy) -> dict | None:
-    """What the policy covered on the backtest of the churn model that scored the book (its run's `coverage.json`).
-
-    None when the model or its record is not in the tracking store (a model trained before the replay existed).
-    """
+def run_record(churn_version: str, artifact: str) -> dict | None:
+    """A JSON artifact of the run that trained the churn model that scored the book; None when not in the store."""
     uri = settings.tracking_uri()
     if not churn_version or (uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()):
         return None  # nothing to read, and a report must not create an empty store as a side effect
     try:
         mlflow.set_tracking_uri(uri)
         run_id = MlflowClient().get_model_version(registry.CHURN, churn_version).run_id
-        record = mlflow.artifacts.load_dict(f"runs:/{run_id}/coverage.json")
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}")
     except (MlflowException, OSError, ValueError):
+        return None
+
+
+def last_time(churn_version: str, policy: TierPolicy) -> dict | None:
+    """What the policy covered on the backtest of the churn model that scored the book (its run's `coverage.json`).
+
+    None when the model or its record is not in the tracking store (a model trained before the replay existed).
+    """
+    record = run_record(churn_version, "coverage.json")
+    if record is None:
         return None
     rows = record["table"]
     overall = {r["strategy"]: r for r in rows if r["scope"] == "overall"}

@@ -4,9 +4,9 @@ A fold has an origin date F and validates on the snapshots of about the next qua
 trains on snapshots with as_of + label window <= F (the window is the horizon plus the churn grace
 period), i.e. whose outcome was known by F, so no fold sees an account's future in its past. Inside
 the training window the latest snapshots form the slice that stops boosting and fits the fold's
-Platt calibration; the fold model is then refitted on the whole window with that many rounds,
-exactly as the final model is. A short history gets fewer folds and shorter blocks, never a fold
-that breaks that rule.
+Platt calibration; the fold model is then refitted on the whole window with that many rounds
+(the model that ships is not refitted: `training.shipped`). A short history gets fewer folds and
+shorter blocks, never a fold that breaks that rule.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """Platt scaling: the stated method that turns LightGBM margins into honest probabilities.
 
-Fitted only on predictions the model made for snapshots it was not trained on (out of time),
-so a churn risk of 0.3 means about 30 in 100. Class imbalance is left to this step rather than
-to sample weights, which would distort the probabilities.
+Fitted only on predictions a model made for snapshots it was not trained on: the backtest's fold
+models on their late slices, the model that ships on the last labelled period (`training.shipped`).
+Platt, not isotonic regression: two parameters fitted on a quarter of snapshots (a few dozen
+positives in a small book) cannot overfit the way an isotonic step function does, and a monotone
+map of the margin keeps the booster's ranking and SHAP drivers (measured: docs/training.md,
+*Calibration of the model that ships*). Class imbalance is left to this step rather than to sample
+weights, which would distort the probabilities.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 One public function, `train`. Stages: load and validate the tables; build labelled snapshots
 (monthly, or weekly for a short history); per target (churn, growth) optionally tune inside the
-first fold's training window, run the rolling-origin backtest against both baselines, fit the final
-model on every snapshot with the backtest's rounds and Platt calibration; then log and register both
-models and decide their aliases.
+first fold's training window, run the rolling-origin backtest against both baselines, fit the model
+that ships (rounds and Platt calibration from the last labelled period, which the stopped booster did
+not train on) and measure its calibration on a later period; then log and register both models and decide their aliases.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
@@ -28,13 +29,14 @@ from features.pipeline import print_warnings
 from features.policy import load_policy
 from features.subscriptions import LabelRules
 from features.tables import load_tables
-from training import calibration, model
+from training import model
 from training.backtest import Backtest, run_backtest
 from training.coverage import Replay, coverage_table, log_replay, replay_policy
 from training.data_quality import log_data_quality
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
 from training.report import plain_baseline_warnings, summary_table
+from training.shipped import fit_shipped, holdout
 from training.snapshots import (
     DEFAULT_HORIZON_DAYS,
     TARGETS,
@@ -179,7 +181,7 @@ def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> d
             "fold_origins": ",".join(common["fold_origins"]),
             "tune_trials": tune,
             "seed": seed,
-            "calibration": "platt on out-of-time backtest margins",
+            "calibration": "platt on the last labelled period (stopped booster not trained on it), then refit",
         }
         | {f"lgbm_{k}": v for k, v in model.PARAMS.items()}
     )
@@ -203,7 +205,12 @@ def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> d
 def fit_target(
     snap: Snapshots, target: str, common: dict, tune: int, seed: int, capacity: int | None, max_rounds: int
 ) -> Fitted:
-    """Backtest one target, then fit its final model on every snapshot, calibrated out of time."""
+    """Backtest one target, then fit the model that ships and measure its calibration on an untouched period.
+
+    The shipped model's rounds and Platt calibration come from a booster stopped on the last labelled
+    period, which it did not learn from; it is then refitted on every snapshot (`training.shipped`). The
+    same recipe, run on the data before the last fold, is scored on that fold's rows to measure it.
+    """
     fs, frame = snap.features, snap.frame
     X, y = fs.matrix, frame[target].to_numpy(dtype=int)
     folds = snap.folds()
@@ -212,11 +219,14 @@ def fit_target(
         params |= tune_params(X, y, frame["as_of"], folds[0].train, snap.window_days, params, tune, seed, max_rounds)
         mlflow.log_params({f"{target}_tuned_{k}": v for k, v in params.items() if k in model.PARAMS})
     bt = run_backtest(frame, X, target, fs.categorical, snap.window_days, params, max_rounds, capacity, folds)
-    booster = model.fit(X, y, params, bt.final_rounds)
+    shipped = fit_shipped(X, y, frame["as_of"], np.ones(len(y), bool), snap.window_days, params, max_rounds)
+    held, held_predictions = holdout(X, y, frame, folds[-1], snap.window_days, params, max_rounds)
     info = common | {
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "positives": int(y.sum()),
-        "rounds": bt.final_rounds,
+        "rounds": shipped.rounds,
+        "calibration_first_as_of": str(frame.loc[shipped.calibration_rows, "as_of"].min().date()),
+        "shipped_calibration": held,
         "params": params,
         "backtest": bt.overall,
         "backtest_folds": {str(k): v for k, v in bt.fold_metrics.items()},
@@ -227,17 +237,17 @@ def fit_target(
         info["uplift_peers"] = uplift_peers(snap).as_dict()  # expected expansion by peer group (features.uplift)
     bundle = ModelBundle(
         target=target,
-        booster=booster,
+        booster=shipped.booster,
         features=list(fs.names),
         categories={c: [str(v) for v in X[c].cat.categories] for c in fs.categorical},
-        calibration=calibration.platt(bt.predictions["margin"].to_numpy(), bt.predictions["y"].to_numpy()),
+        calibration=shipped.calibration,
         metrics=fs.metrics,
         descriptions=fs.descriptions,
         families=fs.families,
         actionable=fs.actionable,
         info=info,
     )
-    return Fitted(bundle, bt, X, frame)
+    return Fitted(bundle, bt, X, frame, held_predictions)
 
 
 def finish(

@@ -17,6 +17,8 @@ from features.bundle import ModelBundle
 from training import registry, report
 from training.backtest import Backtest
 
+SHIPPED_METRICS = ("ece", "brier", "roc_auc", "rows", "positives")
+
 
 @dataclass
 class Fitted:
@@ -26,6 +28,7 @@ class Fitted:
     backtest: Backtest
     X: pd.DataFrame  # final training matrix (SHAP summary)
     frame: pd.DataFrame  # feature rows with keys, to score the champion on the same rows
+    holdout: pd.DataFrame | None = None  # as_of, y, p of the shipped recipe on its untouched period (event data)
 
 
 @dataclass
@@ -52,6 +55,10 @@ def publish(fitted: Fitted, key: str, artifact_path: str, seed: int) -> Publishe
     metrics = registry.metric_items(prefix, bt.overall)
     for i, by_model in bt.fold_metrics.items():
         metrics |= registry.metric_items(f"{prefix}_fold{i}", by_model)
+    held = bundle.info.get("shipped_calibration")
+    if held:  # the shipped model's calibration, measured on a period the recipe never touched
+        metrics |= {f"{prefix}_shipped_{k}": float(held[k]) for k in SHIPPED_METRICS}
+        mlflow.log_dict(held, f"{prefix}_report/shipped_calibration.json")
     mlflow.log_metrics(metrics)
     table = report.metrics_frame(bt.fold_metrics, bt.overall)
     name = registry.REGISTERED[key]
@@ -60,6 +67,10 @@ def publish(fitted: Fitted, key: str, artifact_path: str, seed: int) -> Publishe
         tmp = Path(tmp)
         table.to_csv(tmp / "metrics_by_fold.csv", index=False)
         report.calibration_plot(bt.predictions, bundle.target, tmp / "calibration.png")
+        if fitted.holdout is not None:
+            report.calibration_plot(
+                fitted.holdout, bundle.target, tmp / "shipped_calibration.png", "shipped recipe on an untouched period"
+            )
         report.lift_plot(bt.predictions, bundle.target, tmp / "lift.png")
         report.shap_plot(bundle, fitted.X, tmp / "shap_summary.png", seed)
         for path in tmp.iterdir():

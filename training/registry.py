@@ -4,9 +4,12 @@ The champion rule, stated once: a new version becomes `champion` when there is n
 when it is at least as good as the current champion on ROC AUC *and* Brier score on the same
 backtest. "Same backtest" means: when the champion was trained on the same data with the same
 folds, its recorded backtest metrics are compared; otherwise the champion bundle is scored on
-the new run's out-of-time rows that it was never trained on (as-of dates after its last training
-snapshot) and compared there with the new run's out-of-time predictions. When no such rows
-exist the versions are not comparable and the new one becomes `challenger`.
+the new run's out-of-time rows whose label windows start after the champion's own training labels
+ended (as-of at least the champion's last training snapshot plus its label window), and compared
+there with the new run's out-of-time predictions. Fewer than `MIN_GATE_POSITIVES` positive (or
+negative) such rows cannot tell two versions apart: the champion stays and the new version becomes
+`challenger`, the reason naming the count. A champion that cannot be scored on the new data
+(table mode, features that no longer exist) is not comparable either: `challenger` again.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ REGISTERED = {"churn": "tierwise-churn", "growth": "tierwise-growth", "churn-tab
 COMPARED = ("roc_auc", "brier")
 OUTCOME = ("horizon_days", "churn_grace_days", "growth_min_increase")  # what a model predicts
 EPS = 1e-9
+# Below 30 positives the standard error of a ROC AUC is about 0.05 (Hanley & McNeil), larger than the
+# difference between two sensible versions, so such a comparison would decide by noise.
+MIN_GATE_POSITIVES = 30
 
 
 @dataclass
@@ -41,6 +47,9 @@ class Comparison:
     new: dict[str, float]
     champion: dict[str, float]
     basis: str  # how "the same backtest" was established, in words
+    rows: int = 0  # out-of-time rows both were scored on (0: recorded metrics of the same backtest)
+    positives: int = 0  # positive outcomes among them
+    enough: bool = True  # False: too few rows to judge (`MIN_GATE_POSITIVES`); metrics are empty then
 
 
 def use_experiment(name: str) -> str:
@@ -114,10 +123,15 @@ def compare(
         return Comparison(overall, champ.info["backtest"]["lightgbm"], "recorded metrics of the same backtest")
     if not champ.info.get("train_last_as_of"):  # a table-mode champion: its rows carry no time
         return None
-    last = pd.Timestamp(champ.info["train_last_as_of"])
-    unseen = oot[oot["as_of"] > last]
-    if unseen.empty or unseen["y"].nunique() < 2:
-        return None
+    labels_end = labels_ended(champ.info)
+    unseen = oot[oot["as_of"] >= labels_end]
+    positives = int(unseen["y"].sum())
+    basis = (
+        f"{len(unseen):,} out-of-time rows ({positives:,} positive) whose label windows start after the "
+        f"champion's training labels ended ({labels_end.date()})"
+    )
+    if min(positives, len(unseen) - positives) < MIN_GATE_POSITIVES:
+        return Comparison({}, {}, basis, len(unseen), positives, enough=False)
     rows = unseen[["account_id", "as_of"]].merge(frame, on=["account_id", "as_of"], how="left")
     try:
         p_champ = champ.predict(rows)
@@ -127,8 +141,19 @@ def compare(
     return Comparison(
         evaluate(args[0], unseen["p"].to_numpy(), *args[1:]),
         evaluate(args[0], p_champ, *args[1:]),
-        f"{len(unseen):,} out-of-time rows after the champion's last training snapshot ({last.date()})",
+        basis,
+        len(unseen),
+        positives,
     )
+
+
+def labels_ended(info: dict) -> pd.Timestamp:
+    """The day a model's training labels ended: its last training snapshot plus its label window.
+
+    The window is the horizon plus the churn grace period (0 for models trained before it existed).
+    """
+    window = int(info["horizon_days"]) + int(info.get("churn_grace_days", 0))
+    return pd.Timestamp(info["train_last_as_of"]) + pd.Timedelta(days=window)
 
 
 def verdict(comparison: Comparison | None) -> tuple[str, str]:
@@ -137,6 +162,11 @@ def verdict(comparison: Comparison | None) -> tuple[str, str]:
         return CHALLENGER, (
             "no common ground with the champion (another horizon or label rules, or no out-of-time rows "
             "both versions can be judged on); promote by hand if wanted"
+        )
+    if not comparison.enough:
+        return CHALLENGER, (
+            f"too few rows to judge against the champion, which stays: {comparison.basis}; at least "
+            f"{MIN_GATE_POSITIVES} positive and {MIN_GATE_POSITIVES} negative are needed; promote by hand if wanted"
         )
     new, old = comparison.new, comparison.champion
     as_good = new["roc_auc"] >= old["roc_auc"] - EPS and new["brier"] <= old["brier"] + EPS

@@ -16,6 +16,7 @@ from features.bundle import ModelBundle  # noqa: E402
 from training.backtest import LIFT, LIFT_METRICS  # noqa: E402
 from training.baselines import PLAIN_COUNTS, PLAIN_FEATURES  # noqa: E402
 from training.evaluation import METRICS, calibration_table  # noqa: E402
+from training.shipped import measured_sentence  # noqa: E402
 
 SHAP_ROWS = 2000
 MODEL_NAMES = {
@@ -26,7 +27,9 @@ MODEL_NAMES = {
 }
 
 
-def calibration_plot(predictions: pd.DataFrame, target: str, path: Path) -> Path:
+def calibration_plot(
+    predictions: pd.DataFrame, target: str, path: Path, title: str = "calibration (out of time)"
+) -> Path:
     """Reliability curve of the out-of-time predictions, model and baselines."""
     fig, ax = plt.subplots(figsize=(5, 5))
     top = float(predictions["p"].max())
@@ -38,9 +41,7 @@ def calibration_plot(predictions: pd.DataFrame, target: str, path: Path) -> Path
             ax.plot(pred, obs, marker="o", label=MODEL_NAMES[name])
             top = max(top, pred.max(), obs.max())
     ax.plot([0, top], [0, top], "k--", lw=1, label="perfect")
-    ax.set(
-        xlabel=f"predicted {target} probability", ylabel="observed rate", title=f"{target}: calibration (out of time)"
-    )
+    ax.set(xlabel=f"predicted {target} probability", ylabel="observed rate", title=f"{target}: {title}")
     ax.legend()
     return save(fig, path)
 
@@ -152,8 +153,7 @@ def model_card(
 
 ## What it predicts
 Probability that an account {outcome(target, info)} within the horizon
-({info["horizon_days"]} days), calibrated with Platt scaling on out-of-time
-backtest predictions: a score of 0.30 means about 30 in 100 such accounts.
+({info["horizon_days"]} days), {calibration_words(info)}
 
 {data_section(info)}
 ## Backtest ({folds})
@@ -176,9 +176,19 @@ with reasons from exact tree SHAP values. Not for pricing, credit or any decisio
 - Learns from the history given: new products, pricing or CS programmes shift behaviour; retrain monthly
   and watch the calibration plot.
 - Accounts younger than 30 days are flagged `insufficient_history`; their scores rest on firmographics.
-- Probabilities are calibrated on the backtest period; a large change in the base rate needs a retrain.
-- Final model: {info["rounds"]} boosting rounds (median of the early-stopped folds), parameters in the run.
+- Probabilities are calibrated on past outcomes; a large change in the base rate needs a retrain.
+- Final model: {info["rounds"]} boosting rounds, parameters in the run.
 """
+
+
+def calibration_words(info: dict) -> str:
+    """How the probabilities were calibrated and, for event data, how well that held on an untouched period."""
+    if "shipped_calibration" not in info:  # table mode: Platt on the cross-validation's out-of-fold margins
+        return "calibrated with Platt scaling on out-of-fold predictions."
+    return (
+        f"calibrated with Platt scaling on the snapshots from {info['calibration_first_as_of']} on (fitted on a "
+        f"booster that did not learn from them, then refitted on every snapshot). {measured_sentence(info)}"
+    )
 
 
 def outcome(target: str, info: dict) -> str:
