@@ -32,7 +32,7 @@ from features.metrics import HEALTH_EFFECT, singular
 
 TOP = 5
 MIN_POINTS = 0.01  # drivers smaller than this (in percentage points) are not worth a line
-COUNTS = {"count", "active_days", "distinct_users", "sum_value", "rate"}  # missing can only mean none
+COUNTS = {"count", "active_days", "distinct_users", "sum_value"}  # missing can only mean none
 CONTRACT_STYLES = {
     "arr": "money",
     "seats": "number_first",
@@ -71,10 +71,8 @@ def drivers(bundle: ModelBundle, A: np.ndarray, points: np.ndarray, unit: str, t
         points: `bundle.contributions(A)[0]`, probability per feature (rows add up to risk - base).
         unit: what the points move, shown after them ("risk", "growth").
     """
-    names, members = family_members(bundle)
     P = points * 100.0
-    fam_points = np.column_stack([P[:, idx].sum(axis=1) for idx in members])
-    shown = np.column_stack([idx[leading(P[:, idx])] for idx in members])
+    names, fam_points, shown = grouped(bundle, P)
     contradicts = contradictions(bundle, A, shown, fam_points)
     k = min(top, len(names))
     order = np.argsort(np.where(contradicts, 1.0, -np.abs(fam_points)), axis=1, kind="stable")[:, :k]
@@ -96,6 +94,14 @@ def drivers(bundle: ModelBundle, A: np.ndarray, points: np.ndarray, unit: str, t
         text=text,
         family_points=pd.DataFrame(fam_points, columns=names),
     )
+
+
+def grouped(bundle: ModelBundle, P: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(family names, points per row and family, per row and family the feature the driver is worded from)."""
+    names, members = family_members(bundle)
+    fam_points = np.column_stack([P[:, idx].sum(axis=1) for idx in members])
+    shown = np.column_stack([idx[leading(P[:, idx])] for idx in members])
+    return names, fam_points, shown
 
 
 def leading(P: np.ndarray) -> np.ndarray:
@@ -179,7 +185,7 @@ def style_of(bundle: ModelBundle, feature: str) -> str:
             return "count" if metric.agg in COUNTS else metric.agg
     for derived in bundle.metrics.derived:
         if derived.name == feature:
-            return "count" if derived.kind in COUNTS else derived.kind
+            return derived.kind
     return "plain"
 
 
@@ -191,9 +197,10 @@ def window_days(bundle: ModelBundle, feature: str) -> int | None:
 def worded(style: str, description: str, value, window: int | None = None) -> str:
     """A feature's description with its value worked in, capitalised as a sentence.
 
-    Styles: `count` (a window count, rate or sum: missing means none), `number_first` (a contract
-    number: missing is unknown), `ratio` (missing: nothing to divide by), `days_since_last`, `change`,
-    `percent`, `money`, `category` and `plain` (description: value).
+    Styles: `count` (a window count or sum: missing means none), `rate` (a count per day, shown per
+    30 days when under one a day), `number_first` (a contract number: missing is unknown), `ratio`
+    (missing: nothing to divide by), `days_since_last`, `change`, `percent`, `money`, `category` and
+    `plain` (description: value).
     """
     missing = value is None or (isinstance(value, float) and math.isnan(value))
     if style == "category":
@@ -206,9 +213,11 @@ def worded(style: str, description: str, value, window: int | None = None) -> st
         text = f"{head} {'unknown' if missing else f'{value:.0%}'}" + (f" ({rest}" if rest else "")
     elif style == "days_since_last":
         text = worded_wait(description, None if missing else float(value), window)
-    elif style in ("count", "number_first", "ratio") and not missing:
+    elif style == "rate" and not missing and 0 < value < 1 and " per day" in description:
+        text = counted(value * 30, description.replace(" per day", " per 30 days", 1))  # 1 a month, not 0.033 a day
+    elif style in ("count", "rate", "number_first", "ratio") and not missing:
         text = counted(float(value), description)
-    elif style == "count":
+    elif style in ("count", "rate"):
         text = f"no {description}"
     elif style == "ratio":
         text = f"{description}: not defined (nothing to divide by)"

@@ -60,11 +60,14 @@ def monotone_params(features: list[str], directions: dict[str, int], target: str
 
 
 def typical_values(X: pd.DataFrame, directions: dict[str, int], recency: list[str]) -> dict[str, float]:
-    """The median of each feature with a declared direction over the training rows.
+    """Per feature with a declared direction, the value that splits the training rows in half.
 
-    A reason is judged against it: "more than typical" of something healthy cannot honestly raise
-    churn risk. Days since the last event are missing when nothing happened within the look-back,
-    which is the longest wait of all, so they count as infinite.
+    A reason is judged against it: logins above it cannot honestly raise churn risk, nor below it
+    lower risk. That is the median, except where the median value itself is shared by many rows
+    (most accounts were active yesterday): the split then falls between it and the next value on
+    the side holding more of its rows, so "active yesterday" reads as the healthy end it is, not as
+    "typical". Days since the last event are missing when nothing happened within the look-back,
+    the longest wait of all, so they count as infinite.
     """
     out = {}
     for name in X.columns:
@@ -72,8 +75,20 @@ def typical_values(X: pd.DataFrame, directions: dict[str, int], recency: list[st
             values = X[name].to_numpy(dtype=float)
             values = np.where(np.isnan(values), np.inf, values) if name in recency else values[~np.isnan(values)]
             if len(values):
-                out[name] = float(np.median(values))
+                out[name] = middle(np.sort(values))
     return out
+
+
+def middle(values: np.ndarray) -> float:
+    """The median of sorted values, moved half a step off a value whose tied rows straddle the middle."""
+    median = float(np.median(values))
+    below, upto = np.searchsorted(values, median, "left"), np.searchsorted(values, median, "right")
+    midrank = (below + upto) / 2 / len(values)  # where the median's rows sit, on average, from 0 to 1
+    if midrank < 0.5 and upto < len(values):
+        return (median + values[upto]) / 2
+    if midrank > 0.5 and below > 0:
+        return (values[below - 1] + median) / 2
+    return median
 
 
 def fit(X: pd.DataFrame, y: np.ndarray, params: dict, rounds: int) -> lgb.Booster:
