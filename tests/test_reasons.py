@@ -203,6 +203,9 @@ def test_directions_are_declared_with_the_metrics_and_old_sets_read_as_undeclare
     )
     with pytest.raises(DataError, match="metric 'x' has direction 'up'"):
         default_metric_set(["login"], bad)
+    bad.write_text("event_directions: [login]\n")
+    with pytest.raises(DataError, match="event_directions must map event types"):
+        default_metric_set(["login"], bad)
 
 
 def test_descriptions_say_the_last_login_not_the_last_of_logins():
