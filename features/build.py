@@ -19,15 +19,18 @@ from features.tables import DataError, Tables
 
 KEYS = ["account_id", "as_of"]
 INFO = ["insufficient_history", "renewal_date"]
-CONTRACT = {  # name: (description, actionable by a CSM)
-    "arr": ("annual recurring revenue", False),
-    "seats": ("licensed seats", False),
-    "seat_utilisation": ("seat utilisation (active users in 30 days / seats)", True),
-    "arr_change_90d": ("change in ARR over the last 90 days", False),
-    "days_to_renewal": ("days until the current term renews", False),
-    "term_length_days": ("length of the current term in days", False),
-    "tenure_days": ("days since the account was created", False),
-    "lifecycle_stage": ("lifecycle stage (onboarding until the first renewal)", False),
+# name: (description, actionable by a CSM, direction as in `features.metrics.DIRECTIONS`). Only seat
+# utilisation has a direction that holds in every book (more of the seats paid for in use is healthier);
+# a contract's size, age, term and distance to renewal move risk either way, so the model learns them.
+CONTRACT = {
+    "arr": ("annual recurring revenue", False, 0),
+    "seats": ("licensed seats", False, 0),
+    "seat_utilisation": ("seat utilisation (active users in 30 days / seats)", True, 1),
+    "arr_change_90d": ("change in ARR over the last 90 days", False, 0),
+    "days_to_renewal": ("days until the current term renews", False, 0),
+    "term_length_days": ("days in the current term", False, 0),
+    "tenure_days": ("days since the account was created", False, 0),
+    "lifecycle_stage": ("lifecycle stage (onboarding until the first renewal)", False, 0),
 }
 MIN_HISTORY_DAYS = 30
 USERS_30D = f"{ALL_EVENTS}__users_30d"  # the active users seat utilisation divides by seats
@@ -58,6 +61,7 @@ class FeatureSet:
     descriptions: dict[str, str]
     families: dict[str, str]
     actionable: dict[str, bool]
+    directions: dict[str, int]  # what more of each feature means (+1 healthier, -1 unhealthier, 0 undeclared)
     metrics: MetricSet  # with the attribute columns chosen, as a model stores it
     attribute_screen: AttributeScreen | None = None  # what the screen decided, when this build ran it
 
@@ -123,6 +127,7 @@ def build_features(
         actionable={n: True for n in metrics.feature_names}
         | {k: v[1] for k, v in contract_info.items()}
         | dict.fromkeys(attributes, False),
+        directions={n: (metrics.directions | {k: v[2] for k, v in contract_info.items()}).get(n, 0) for n in names},
         metrics=metrics,
         attribute_screen=screen,
     )

@@ -56,6 +56,11 @@ class ModelBundle:
     families: dict[str, str]
     actionable: dict[str, bool]
     info: dict = field(default_factory=dict)  # trained_at, data window, backtest metrics, ...
+    # What more of each feature means (+1 healthier, -1 unhealthier, 0 undeclared), and its median over
+    # the training rows: together they tell a reason that fits common sense from one that contradicts it.
+    # Bundles saved before these existed load with both empty (no check, as before).
+    directions: dict[str, int] = field(default_factory=dict)
+    typical: dict[str, float] = field(default_factory=dict)
 
     def array(self, features: Mapping[str, ArrayLike]) -> np.ndarray:
         """The float array the booster reads: model columns in model order, categories as training codes.
@@ -145,6 +150,8 @@ class ModelBundle:
             "families": self.families,
             "actionable": self.actionable,
             "info": self.info,
+            "directions": self.directions,
+            "typical": self.typical,
         }
         (folder / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
         return folder

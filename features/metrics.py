@@ -27,6 +27,9 @@ DEFAULT_YAML = Path(__file__).with_name("metrics.yaml")
 SECTIONS = ("event_labels", "metrics", "ratios", "attributes")  # what a metrics YAML may hold
 SEAT_UTILISATION = "seat_utilisation"  # active users in 30 days / seats: exists only with user ids
 CONTRACT_COLUMNS = ("arr", "seats", SEAT_UTILISATION, "tenure_days", "days_to_renewal")
+# What MORE of a metric means for the account's health, as the YAML spells it and as stored (+1, -1, 0).
+DIRECTIONS = {"healthier": 1, "unhealthier": -1, "undeclared": 0}
+HEALTH_EFFECT = {"churn": -1, "growth": 1}  # how each outcome moves as an account gets healthier
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Metric:
     description: str
     offset_days: int = 0
     hidden: bool = False  # computed for derived metrics, not a model feature
+    direction: int = 0  # what more of it means: +1 healthier, -1 unhealthier, 0 undeclared (`DIRECTIONS`)
 
     def to_sql(self, events_table: str = "events", dates_table: str = "as_of_dates") -> str:
         """The same metric as one SQL query, for engines other than the embedded one."""
@@ -78,6 +82,7 @@ class Derived:
     denominator: str
     description: str
     cap: int | None = None
+    direction: int = 0  # as `Metric.direction`
 
     def values(self, frame: pd.DataFrame) -> pd.Series:
         """Compute this metric on a frame holding its inputs; undefined (0 denominator) is NaN."""
@@ -131,17 +136,67 @@ class MetricSet:
         """Feature name -> driver family (all metrics of one event type group into one reason)."""
         return {m.name: m.family for m in self.windows} | {d.name: d.family for d in self.derived}
 
+    @property
+    def directions(self) -> dict[str, int]:
+        """Feature name -> declared direction (+1 more is healthier, -1 less healthy, 0 undeclared).
 
-def event_metrics(event: str, label: str) -> tuple[list[Metric], list[Derived]]:
-    """The default metrics for one event type: counts, active days, users, trend, recency."""
+        A set stored before directions were declared reads as all undeclared: its model is scored
+        and explained as before, without the checks a declared direction allows.
+        """
+        return {m.name: m.direction for m in self.windows} | {d.name: d.direction for d in self.derived}
+
+    @property
+    def recency(self) -> list[str]:
+        """Features counting days since the last event: missing means nothing within their look-back."""
+        return [m.name for m in self.windows if m.agg == "days_since_last"]
+
+
+def event_metrics(event: str, label: str, direction: int = 0) -> tuple[list[Metric], list[Derived]]:
+    """The default metrics for one event type: counts, active days, users, trend, recency.
+
+    `direction` is what more of this event type means for the account (`DIRECTIONS`); its counts,
+    users, trend and rate share it and the days since the last one take the opposite.
+    """
     slug = slug_of(event)
     one = (event,)
-    windows = [Metric(f"{slug}__count_{w}d", slug, one, "count", w, f"{label} in the last {w} days") for w in WINDOWS]
+    d = direction
+    windows = [
+        Metric(f"{slug}__count_{w}d", slug, one, "count", w, f"{label} in the last {w} days", direction=d)
+        for w in WINDOWS
+    ]
     windows += [
-        Metric(f"{slug}__count_prior_30d", slug, one, "count", 30, f"{label} 30-60 days ago", 30, hidden=True),
-        Metric(f"{slug}__active_days_30d", slug, one, "active_days", 30, f"days with {label} in the last 30 days"),
-        Metric(f"{slug}__users_30d", slug, one, "distinct_users", 30, f"users with {label} in the last 30 days"),
-        Metric(f"{slug}__days_since_last", slug, one, "days_since_last", LOOKBACK, f"days since the last of {label}"),
+        Metric(f"{slug}__count_prior_30d", slug, one, "count", 30, f"{label} 30-60 days ago", 30, True, d),
+        Metric(
+            f"{slug}__active_days_30d",
+            slug,
+            one,
+            "active_days",
+            30,
+            f"days with {label} in the last 30 days",
+            0,
+            False,
+            d,
+        ),
+        Metric(
+            f"{slug}__users_30d",
+            slug,
+            one,
+            "distinct_users",
+            30,
+            f"users with {label} in the last 30 days",
+            0,
+            False,
+            d,
+        ),
+        Metric(
+            f"{slug}__days_since_last",
+            slug,
+            one,
+            "days_since_last",
+            LOOKBACK,
+            f"days since the last {singular(label)}",
+            direction=-d,
+        ),
     ]
     derived = [
         Derived(
@@ -151,6 +206,7 @@ def event_metrics(event: str, label: str) -> tuple[list[Metric], list[Derived]]:
             f"{slug}__count_30d",
             f"{slug}__count_prior_30d",
             f"change in {label}, last 30 days vs the 30 before",
+            direction=d,
         ),
         Derived(
             f"{slug}__rate_90d",
@@ -160,32 +216,52 @@ def event_metrics(event: str, label: str) -> tuple[list[Metric], list[Derived]]:
             "tenure_days",
             f"{label} per day over the last 90 days (or since sign-up)",
             cap=90,
+            direction=d,
         ),
     ]
     return windows, derived
 
 
 def activity_metrics() -> tuple[list[Metric], list[Derived]]:
-    """Metrics over all events: active users and days, the broad adoption signal."""
-    fam = "active_users"
+    """Metrics over all events: active users and days, the broad adoption signal (more of it is healthier)."""
+    fam, up = "active_users", DIRECTIONS["healthier"]
     windows = [
-        Metric(f"{ALL_EVENTS}__users_{w}d", fam, (), "distinct_users", w, f"active users in the last {w} days")
+        Metric(
+            f"{ALL_EVENTS}__users_{w}d",
+            fam,
+            (),
+            "distinct_users",
+            w,
+            f"active users in the last {w} days",
+            0,
+            False,
+            up,
+        )
         for w in WINDOWS
     ]
     windows += [
         Metric(
-            f"{ALL_EVENTS}__users_prior_30d",
-            fam,
-            (),
-            "distinct_users",
-            30,
-            "active users 30-60 days ago",
-            30,
-            hidden=True,
+            f"{ALL_EVENTS}__users_prior_30d", fam, (), "distinct_users", 30, "active users 30-60 days ago", 30, True, up
         ),
-        Metric(f"{ALL_EVENTS}__active_days_30d", "activity", (), "active_days", 30, "active days in the last 30 days"),
         Metric(
-            f"{ALL_EVENTS}__days_since_last", "activity", (), "days_since_last", LOOKBACK, "days since any activity"
+            f"{ALL_EVENTS}__active_days_30d",
+            "activity",
+            (),
+            "active_days",
+            30,
+            "active days in the last 30 days",
+            0,
+            False,
+            up,
+        ),
+        Metric(
+            f"{ALL_EVENTS}__days_since_last",
+            "activity",
+            (),
+            "days_since_last",
+            LOOKBACK,
+            "days since any activity",
+            direction=-up,
         ),
     ]
     derived = [
@@ -196,6 +272,7 @@ def activity_metrics() -> tuple[list[Metric], list[Derived]]:
             f"{ALL_EVENTS}__users_30d",
             f"{ALL_EVENTS}__users_prior_30d",
             "change in active users, last 30 days vs the 30 before",
+            direction=up,
         )
     ]
     return windows, derived
@@ -213,9 +290,11 @@ def default_metric_set(event_types: list[str], yaml_path: Path | None = None, us
     """
     spec = load_yaml(yaml_path or DEFAULT_YAML)
     labels = spec.get("event_labels", {}) or {}
+    directions = event_directions(spec)
     windows, derived = activity_metrics()
     for event in sorted(event_types):
-        w, d = event_metrics(event, labels.get(event, f"'{event.replace('_', ' ')}' events"))
+        label = labels.get(event, f"'{event.replace('_', ' ')}' events")
+        w, d = event_metrics(event, label, directions.get(event, 0))
         windows += w
         derived += d
     present = set(event_types)
@@ -258,14 +337,22 @@ def yaml_metric(item: dict) -> Metric:
     missing = [k for k in need if k not in item]
     if missing:
         raise DataError(f"metrics file: metric {item.get('name', item)!r} lacks {', '.join(missing)}")
-    unknown_keys("metric", item, (*need, "family"))
+    unknown_keys("metric", item, (*need, "family", "direction"))
     if not 0 < int(item["window_days"]) <= LOOKBACK:
         raise DataError(f"metrics file: metric {item['name']!r} needs 0 < window_days <= {LOOKBACK}")
     if item["agg"] not in AGGREGATES:
         raise DataError(f"metrics file: metric {item['name']!r} has agg {item['agg']!r}; use one of {AGGREGATES}")
     events = tuple([item["events"]] if isinstance(item["events"], str) else item["events"])
     family = item.get("family") or slug_of(events[0] if len(events) == 1 else item["name"])
-    return Metric(slug_of(item["name"]), family, events, item["agg"], int(item["window_days"]), item["description"])
+    return Metric(
+        slug_of(item["name"]),
+        family,
+        events,
+        item["agg"],
+        int(item["window_days"]),
+        item["description"],
+        direction=direction_of(item, f"metric {item['name']!r}"),
+    )
 
 
 def yaml_ratio(item: dict) -> Derived:
@@ -274,9 +361,33 @@ def yaml_ratio(item: dict) -> Derived:
     missing = [k for k in need if k not in item]
     if missing:
         raise DataError(f"metrics file: ratio {item.get('name', item)!r} lacks {', '.join(missing)}")
-    unknown_keys("ratio", item, (*need, "family"))
+    unknown_keys("ratio", item, (*need, "family", "direction"))
     family = item.get("family") or item["numerator"].split("__")[0]
-    return Derived(slug_of(item["name"]), family, "ratio", item["numerator"], item["denominator"], item["description"])
+    return Derived(
+        slug_of(item["name"]),
+        family,
+        "ratio",
+        item["numerator"],
+        item["denominator"],
+        item["description"],
+        direction=direction_of(item, f"ratio {item['name']!r}"),
+    )
+
+
+def event_directions(spec: dict) -> dict[str, int]:
+    """Event type -> declared direction from the YAML's `event_directions`; an event type not listed is undeclared."""
+    declared = spec.get("event_directions", {}) or {}
+    if not isinstance(declared, dict):
+        raise DataError("metrics file: event_directions must map event types to healthier, unhealthier or undeclared")
+    return {event: direction_of({"direction": word}, f"event {event!r}") for event, word in declared.items()}
+
+
+def direction_of(item: dict, what: str) -> int:
+    """A declaration's `direction` word as +1, -1 or 0 (absent: undeclared); an unknown word is named."""
+    word = item.get("direction", "undeclared")
+    if word not in DIRECTIONS:
+        raise DataError(f"metrics file: {what} has direction {word!r}; use one of {', '.join(DIRECTIONS)}")
+    return DIRECTIONS[word]
 
 
 def unknown_keys(kind: str, item: dict, known: tuple[str, ...]) -> None:
@@ -286,6 +397,24 @@ def unknown_keys(kind: str, item: dict, known: tuple[str, ...]) -> None:
         raise DataError(
             f"metrics file: {kind} {item['name']!r} has unknown key(s) {', '.join(unknown)}; use {', '.join(known)}"
         )
+
+
+def singular(label: str) -> str:
+    """One of a plural label, for "days since the last login": 'uses of feature B' -> 'use of feature B'.
+
+    The head noun is the word before " of " (or the last word); English plurals are regular enough
+    for event labels, and a label that is not plural ('feedback') stays as it is.
+    """
+    head, sep, tail = label.partition(" of ")
+    words = head.split(" ")
+    word = words[-1]
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith(("ches", "shes", "sses", "xes", "zes")):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    return " ".join([*words[:-1], word]) + sep + tail
 
 
 def slug_of(text: str) -> str:

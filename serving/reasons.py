@@ -7,6 +7,14 @@ from the description of its strongest feature with the account's actual value: "
 down 45% (last 30 days vs the 30 before) (+12 pts risk)". Drivers go both ways (what raises
 and what lowers the score); the top few by size are kept and each says whether a CSM can act
 on it. Everything is array arithmetic over the whole batch; Python only builds the final strings.
+
+A reason must never tell a CSM that healthy behaviour raised risk. Where a feature has a declared
+direction (more logins is healthier, more days since the last activity is not), a driver worded from
+it must move the score the way its value, compared with the median training account, says it should:
+logins above the typical count may lower churn risk, never raise it. A driver that contradicts its
+declared direction (tree SHAP can: interactions, or a model trained without monotone constraints) is
+not worded as a reason; its points stay in the family points of `reasons_json`, so the points still
+add up and "what changed" still sees them, and the next driver takes its place.
 """
 
 from __future__ import annotations
@@ -20,19 +28,24 @@ import orjson
 import pandas as pd
 
 from features.bundle import ModelBundle
+from features.metrics import HEALTH_EFFECT, singular
 
 TOP = 5
 MIN_POINTS = 0.01  # drivers smaller than this (in percentage points) are not worth a line
-NUMBER_FIRST = {"count", "active_days", "distinct_users", "sum_value", "rate", "ratio"}
+COUNTS = {"count", "active_days", "distinct_users", "sum_value"}  # missing can only mean none
 CONTRACT_STYLES = {
     "arr": "money",
     "seats": "number_first",
     "seat_utilisation": "percent",
     "arr_change_90d": "change",
     "days_to_renewal": "number_first",
+    "term_length_days": "number_first",
     "tenure_days": "number_first",
 }
 CHANGE = re.compile(r"change in (?P<subject>.+?)(?P<sep>, | over )(?P<tail>.+)")
+# What a count is of ends where the description goes on to say when, per what or with what:
+# "support tickets | per active user in the last 30 days".
+COUNTED = re.compile(r"(?P<head>.+?)(?P<rest> (?:in|with|since|until|per|over|reached|during|from)\b.*)?")
 
 
 @dataclass
@@ -49,24 +62,24 @@ class Drivers:
 
 
 def drivers(bundle: ModelBundle, A: np.ndarray, points: np.ndarray, unit: str, top: int = TOP) -> Drivers:
-    """Group feature points into families, keep the `top` largest per row and word them.
+    """Group feature points into families, keep the `top` largest per row that fit common sense, and word them.
 
     Args:
-        bundle: the model whose descriptions, families and actionable flags word the drivers.
+        bundle: the model whose descriptions, families, actionable flags and declared directions
+            word and screen the drivers.
         A: the array the points were computed on (`bundle.array`), for the actual values.
         points: `bundle.contributions(A)[0]`, probability per feature (rows add up to risk - base).
         unit: what the points move, shown after them ("risk", "growth").
     """
-    names, members = family_members(bundle)
     P = points * 100.0
-    fam_points = np.column_stack([P[:, idx].sum(axis=1) for idx in members])
-    strongest = np.column_stack([idx[np.abs(P[:, idx]).argmax(axis=1)] for idx in members])
+    names, fam_points, shown = grouped(bundle, P)
+    contradicts = contradictions(bundle, A, shown, fam_points)
     k = min(top, len(names))
-    order = np.argsort(-np.abs(fam_points), axis=1, kind="stable")[:, :k]
+    order = np.argsort(np.where(contradicts, 1.0, -np.abs(fam_points)), axis=1, kind="stable")[:, :k]
     rows = np.arange(len(P))[:, None]
     pts = fam_points[rows, order]
-    feat_idx = strongest[rows, order]
-    keep = np.abs(pts) >= MIN_POINTS
+    feat_idx = shown[rows, order]
+    keep = (np.abs(pts) >= MIN_POINTS) & ~contradicts[rows, order]
     feature = np.asarray(bundle.features, dtype=object)[feat_idx]
     value = feature_values(bundle, A, feat_idx, np.broadcast_to(rows, feat_idx.shape))
     actionable = np.array([bool(bundle.actionable.get(f, False)) for f in bundle.features])[feat_idx]
@@ -81,6 +94,44 @@ def drivers(bundle: ModelBundle, A: np.ndarray, points: np.ndarray, unit: str, t
         text=text,
         family_points=pd.DataFrame(fam_points, columns=names),
     )
+
+
+def grouped(bundle: ModelBundle, P: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(family names, points per row and family, per row and family the feature the driver is worded from)."""
+    names, members = family_members(bundle)
+    fam_points = np.column_stack([P[:, idx].sum(axis=1) for idx in members])
+    shown = np.column_stack([idx[leading(P[:, idx])] for idx in members])
+    return names, fam_points, shown
+
+
+def leading(P: np.ndarray) -> np.ndarray:
+    """Per row, the position of the feature that pushes a family's points hardest in the family's own direction.
+
+    The driver is worded from this feature's value, so the sentence explains the family's sign; the
+    largest feature by size could point the other way and be outweighed by the rest of its family.
+    """
+    sign = np.sign(P.sum(axis=1, keepdims=True))
+    return np.where(sign != 0, P * sign, np.abs(P)).argmax(axis=1)
+
+
+def contradictions(bundle: ModelBundle, A: np.ndarray, shown: np.ndarray, fam_points: np.ndarray) -> np.ndarray:
+    """(rows, families): True where a driver's sign contradicts the declared direction of the feature it shows.
+
+    With a declared direction, a value above the training median of something healthy should lower
+    churn risk (and raise growth potential), one below it raise risk, and a typical value (the median
+    itself) explains neither. Undeclared features, values without a median (bundles from before the
+    declarations) and missing values (except days since the last event: nothing within the
+    look-back is the longest wait) are not judged.
+    """
+    effect = HEALTH_EFFECT.get(bundle.target, 0) * np.array([bundle.directions.get(f, 0) for f in bundle.features])
+    typical = np.array([bundle.typical.get(f, np.nan) for f in bundle.features], dtype=float)
+    recency = np.isin(bundle.features, bundle.metrics.recency)
+    value = A[np.arange(len(A))[:, None], shown]
+    value = np.where(np.isnan(value) & recency[shown], np.inf, value)
+    median = typical[shown]
+    side = (value > median).astype(int) - (value < median).astype(int)
+    judged = (effect[shown] != 0) & ~np.isnan(value) & ~np.isnan(median)
+    return judged & (np.sign(fam_points) != effect[shown] * side)
 
 
 def family_members(bundle: ModelBundle) -> tuple[list[str], list[np.ndarray]]:
@@ -131,10 +182,10 @@ def style_of(bundle: ModelBundle, feature: str) -> str:
         return CONTRACT_STYLES[feature]
     for metric in bundle.metrics.windows:
         if metric.name == feature:
-            return "number_first" if metric.agg in NUMBER_FIRST else metric.agg
+            return "count" if metric.agg in COUNTS else metric.agg
     for derived in bundle.metrics.derived:
         if derived.name == feature:
-            return "number_first" if derived.kind in NUMBER_FIRST else derived.kind
+            return derived.kind
     return "plain"
 
 
@@ -144,19 +195,32 @@ def window_days(bundle: ModelBundle, feature: str) -> int | None:
 
 
 def worded(style: str, description: str, value, window: int | None = None) -> str:
-    """A feature's description with its value worked in, capitalised as a sentence."""
+    """A feature's description with its value worked in, capitalised as a sentence.
+
+    Styles: `count` (a window count or sum: missing means none), `rate` (a count per day, shown per
+    30 days when under one a day), `number_first` (a contract number: missing is unknown), `ratio`
+    (missing: nothing to divide by), `days_since_last`, `change`, `percent`, `money`, `category` and
+    `plain` (description: value).
+    """
     missing = value is None or (isinstance(value, float) and math.isnan(value))
     if style == "category":
-        text = f"{description}: {'unknown' if missing else value}"
+        head, _, rest = description.partition(" (")
+        text = f"{head}: {'unknown' if missing else value}" + (f" ({rest}" if rest else "")
     elif style == "change":
         text = worded_change(description, None if missing else float(value))
     elif style == "percent":
         head, _, rest = description.partition(" (")
         text = f"{head} {'unknown' if missing else f'{value:.0%}'}" + (f" ({rest}" if rest else "")
     elif style == "days_since_last":
-        text = f"{description}: more than {window} days" if missing else f"{number(value)} {description}"
-    elif style == "number_first":
-        text = f"{'no' if missing else number(value)} {description}"
+        text = worded_wait(description, None if missing else float(value), window)
+    elif style == "rate" and not missing and 0 < value < 1 and " per day" in description:
+        text = counted(value * 30, description.replace(" per day", " per 30 days", 1))  # 1 a month, not 0.033 a day
+    elif style in ("count", "rate", "number_first", "ratio") and not missing:
+        text = counted(float(value), description)
+    elif style in ("count", "rate"):
+        text = f"no {description}"
+    elif style == "ratio":
+        text = f"{description}: not defined (nothing to divide by)"
     elif style == "money":
         text = f"{description} {'unknown' if missing else f'{value:,.0f}'}"
     else:
@@ -164,27 +228,45 @@ def worded(style: str, description: str, value, window: int | None = None) -> st
     return text[:1].upper() + text[1:]
 
 
+def counted(value: float, description: str) -> str:
+    """'3 logins in the last 30 days', and '1 login in the last 30 days': the counted noun agrees with the number."""
+    shown = number(value)
+    if shown != "1":
+        return f"{shown} {description}"
+    match = COUNTED.fullmatch(description)
+    return f"1 {singular(match['head'])}{match['rest'] or ''}"
+
+
+def worded_wait(description: str, days: float | None, window: int | None) -> str:
+    """'12 days since the last login', '1 day since any activity'; missing: 'more than 365 days since ...'."""
+    if days is not None:
+        return counted(days, description)
+    if description.startswith("days "):
+        return f"more than {window} {description}"
+    return f"{description}: more than {window} days"
+
+
 def worded_change(description: str, value: float | None) -> str:
     """'change in logins, last 30 days vs the 30 before' at -0.45 -> 'logins down 45% (last 30 days ...)'."""
     match = CHANGE.fullmatch(description)
     if not match:
-        return f"{description}: {'unknown' if value is None else f'{value:+.0%}'}"
+        return f"{description}: {'unknown' if value is None else f'{value:+,.0%}'}"
     subject, sep, tail = match["subject"], match["sep"], match["tail"]
-    if value is None:
-        move = "with nothing to compare against"
-    elif round(value * 100) == 0:
-        move = "unchanged"
-    else:
-        move = f"{'up' if value > 0 else 'down'} {abs(value):.0%}"
+    if value is None:  # the earlier figure was zero (or absent): a ratio to it means nothing
+        return f"{subject}: none in the earlier period to compare with ({tail if sep == ', ' else 'over ' + tail})"
+    move = "unchanged" if round(value * 100) == 0 else f"{'up' if value > 0 else 'down'} {abs(value):,.0%}"
     return f"{subject} {move} ({tail})" if sep == ", " else f"{subject} {move} over {tail}"
 
 
 def number(value: float) -> str:
-    """A count or rate as a person writes it: 3, 1,250, 0.45."""
-    value = float(value)
+    """A count or rate as a person writes it: 3, 1,250, 0.45, 2.5; never '-0', '3.0' or '1e-05'."""
+    value = float(value) + 0.0  # + 0.0 turns -0.0 into 0.0
     if value.is_integer() or abs(value) >= 100:
         return f"{value:,.0f}"
-    return f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
+    if abs(value) < 0.01:
+        return "less than 0.01" if value > 0 else "almost 0"
+    text = f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
+    return text.removesuffix(".0")
 
 
 def signed_points(p: float) -> str:

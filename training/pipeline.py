@@ -214,7 +214,8 @@ def fit_target(
     fs, frame = snap.features, snap.frame
     X, y = fs.matrix, frame[target].to_numpy(dtype=int)
     folds = snap.folds()
-    params = model.params_for(seed)
+    params = model.params_for(seed) | model.monotone_params(fs.names, fs.directions, target)
+    mlflow.log_param(f"{target}_monotone_features", sum(map(abs, params.get("monotone_constraints", []))))
     if tune:
         params |= tune_params(X, y, frame["as_of"], folds[0].train, snap.window_days, params, tune, seed, max_rounds)
         mlflow.log_params({f"{target}_tuned_{k}": v for k, v in params.items() if k in model.PARAMS})
@@ -246,6 +247,8 @@ def fit_target(
         families=fs.families,
         actionable=fs.actionable,
         info=info,
+        directions=fs.directions,
+        typical=model.typical_values(X, fs.directions, fs.metrics.recency),
     )
     return Fitted(bundle, bt, X, frame, held_predictions)
 
