@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.metrics import HEALTH_EFFECT
 from features.tables import DataError
 from training import calibration, model
 from training.baselines import baseline_predictions
 from training.evaluation import evaluate
 
-HEALTH_DIRECTION = {"churn": -1, "growth": 1}  # how each outcome moves as an account gets healthier
 N_FOLDS = 3  # folds when the history allows
 MIN_FOLDS = 2  # one fold cannot tell a model's skill from its luck on one period
 BLOCK_DAYS = 91  # each fold validates on about a quarter of snapshots
@@ -165,7 +165,7 @@ def run_backtest(
             margin=margin,
             p=p,
             **baseline_predictions(
-                X[fold.train], y[fold.train], X[fold.valid], categorical, HEALTH_DIRECTION.get(target, -1)
+                X[fold.train], y[fold.train], X[fold.valid], categorical, HEALTH_EFFECT.get(target, -1)
             ),
         )
         fold_metrics[fold.index] = scores(part, capacity)
