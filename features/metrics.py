@@ -24,7 +24,7 @@ ALL_EVENTS = "activity"
 WINDOWS = (7, 30, 90)
 LOOKBACK = 365  # the longest window: no metric looks further back than this
 DEFAULT_YAML = Path(__file__).with_name("metrics.yaml")
-SECTIONS = ("event_labels", "metrics", "ratios", "attributes")  # what a metrics YAML may hold
+SECTIONS = ("event_labels", "event_directions", "metrics", "ratios", "attributes")  # what a metrics YAML may hold
 SEAT_UTILISATION = "seat_utilisation"  # active users in 30 days / seats: exists only with user ids
 CONTRACT_COLUMNS = ("arr", "seats", SEAT_UTILISATION, "tenure_days", "days_to_renewal")
 # What MORE of a metric means for the account's health, as the YAML spells it and as stored (+1, -1, 0).

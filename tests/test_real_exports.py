@@ -235,7 +235,7 @@ def test_static_and_exclude_declarations_are_honoured_and_static_columns_still_s
         ({"exclude": "status"}, "attributes.exclude must be a list of column names"),
         ({"keep": ["plan"]}, "'attributes' takes only 'static' and 'exclude' lists"),
         ({"static": ["no_such_column"]}, "attributes.static names column(s) the accounts table lacks"),
-        ("attribute", "unknown section(s) attribute; use event_labels, metrics, ratios, attributes"),
+        ("attribute", "unknown section(s) attribute; use event_labels, event_directions, metrics, ratios, attributes"),
     ],
 )
 def test_a_malformed_attribute_declaration_is_named(crm_tables, tmp_path, section, message):
