@@ -60,7 +60,7 @@ def test_champion_is_judged_only_after_its_labels_ended_and_a_worse_model_stays_
         bt, champ_t = worse.backtests[target], load_bundle(f"tierwise-{target}", first.versions[target])
         keys = bt.predictions[["account_id", "as_of"]].merge(frame, on=["account_id", "as_of"], how="left")
         same = bt.predictions.assign(p=champ_t.predict(keys))
-        comparison = compare(champ_t, worse.bundles[target].info["backtest_id"], {}, same, frame)
+        comparison = compare(champ_t, worse.bundles[target].info, {}, same, frame)
         assert comparison.rows == len(unseen_rows(bt.predictions, champ.info))
         assert comparison.new == comparison.champion
         alias, reason = verdict(comparison)
@@ -77,7 +77,7 @@ def test_too_few_rows_after_the_champion_keep_it_and_name_the_count(trained_stor
     assert len(positives) > MIN_GATE_POSITIVES
     for n, enough in ((MIN_GATE_POSITIVES - 1, False), (MIN_GATE_POSITIVES, True)):
         subset = pd.concat([oot[oot["as_of"] < labels_ended(info)], negatives, positives.head(n)])
-        comparison = compare(champ, "another backtest", {}, subset, frame)
+        comparison = compare(champ, champ.info | {"backtest_id": "another backtest"}, {}, subset, frame)
         assert comparison.enough is enough and comparison.positives == n
         assert comparison.rows == len(negatives) + n  # rows before the champion's labels ended never count
         alias, reason = verdict(comparison)
@@ -92,7 +92,7 @@ def test_too_few_rows_after_the_champion_keep_it_and_name_the_count(trained_stor
 def test_no_row_after_the_champion_is_too_few_too(trained_store, frame):
     champ = load_bundle("tierwise-churn", trained_store.result.versions["churn"])
     oot = trained_store.result.backtests["churn"].predictions  # all before the champion's own labels ended
-    comparison = compare(champ, "another backtest", {}, oot, frame)
+    comparison = compare(champ, champ.info | {"backtest_id": "another backtest"}, {}, oot, frame)
     assert not comparison.enough and comparison.rows == 0
     alias, reason = verdict(comparison)
     assert alias == CHALLENGER and "0 out-of-time rows (0 positive)" in reason
