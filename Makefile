@@ -22,7 +22,7 @@ demo: $(VENV)/.synced
 
 test: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
