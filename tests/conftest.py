@@ -82,3 +82,24 @@ def fresh_store(tmp_path, monkeypatch) -> Path:
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     yield tmp_path
     mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="session")
+def book_report(trained_store, tmp_path_factory) -> Path:
+    """The HTML report of the demo book as of the data's end, scored by the session's champions (written once).
+
+    The scores it was written from lie beside it as `scores.parquet`.
+    """
+    from features.build import build_features
+    from features.io import write_table
+    from features.tables import load_tables
+    from serving.registry import load_models
+    from serving.report import write_report
+    from serving.scoring import score_frame
+
+    models = load_models()
+    tables = load_tables(trained_store.data_dir)
+    frame = build_features(tables, [tables.data_end], metrics=models.churn.metrics).frame
+    out = tmp_path_factory.mktemp("book_report")
+    path = write_table(score_frame(frame, models, reasons=False), out / "scores.parquet")
+    return write_report(path, out / "report.html")

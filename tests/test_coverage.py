@@ -13,15 +13,12 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.build import build_features
 from features.errors import DataError
-from features.io import write_table
 from features.policy import DEFAULT_POLICY, load_policy
 from features.subscriptions import subscription_features
 from features.tables import load_tables
 from serving.registry import load_models
 from serving.report import write_report
-from serving.scoring import score_frame
 from tierwise.demo import sized_policy
 from training.backtest import Backtest
 from training.coverage import STRATEGIES, replay, replay_rows
@@ -106,12 +103,9 @@ def test_training_logs_the_replay_with_the_run_and_the_report_shows_it(trained_s
     assert np.isfinite(cov.vs_perfect())
 
 
-def test_report_shows_what_the_capacity_covered_on_the_scoring_models_backtest(trained_store, tmp_path):
+def test_report_shows_what_the_capacity_covered_on_the_scoring_models_backtest(trained_store, book_report, tmp_path):
     models = load_models()
-    tables = load_tables(trained_store.data_dir)
-    frame = build_features(tables, [tables.data_end], metrics=models.churn.metrics).frame
-    path = write_table(score_frame(frame, models, reasons=False), tmp_path / "scores.parquet")
-    text = write_report(path, tmp_path / "report.html").read_text()
+    path, text = book_report.with_name("scores.parquet"), book_report.read_text()
     section = text[text.index("What this capacity covered last time") : text.index('id="renewals"')]
     cov = trained_store.result.coverage
     assert f"churn model v{models.churn_version}" in section

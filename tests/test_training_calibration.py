@@ -8,12 +8,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.build import build_features
-from features.io import write_table
 from features.tables import DataError, load_tables
 from serving.registry import load_models
-from serving.report import write_report
-from serving.scoring import score_frame
 from tests.conftest import TEST_ROUNDS
 from training import model
 from training.calibration import platt
@@ -100,12 +96,9 @@ def test_run_logs_the_shipped_calibration_and_the_bundle_carries_it(trained_stor
         assert f"snapshots from {bundle.info['calibration_first_as_of']} on" in card
 
 
-def test_report_states_the_measured_calibration_of_the_model_that_scored_the_book(trained_store, tmp_path):
+def test_report_states_the_measured_calibration_of_the_model_that_scored_the_book(book_report):
     models = load_models()
-    tables = load_tables(trained_store.data_dir)
-    frame = build_features(tables, [tables.data_end], metrics=models.churn.metrics).frame
-    path = write_table(score_frame(frame, models, reasons=False), tmp_path / "scores.parquet")
-    text = write_report(path, tmp_path / "report.html").read_text()
+    text = book_report.read_text()
     section = text[text.index('id="calibration"') : text.index('id="top-accounts"')]
     held = models.churn.info["shipped_calibration"]
     assert f"<strong>{100 * held['ece']:.1f} points</strong>" in section
