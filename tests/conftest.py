@@ -18,6 +18,8 @@ import pytest
 # before any test module imports LightGBM. Subprocesses of `tierwise` inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+pytest_plugins = ["tests.postgres"]  # the `postgres` fixture: a real PostgreSQL server on loopback
+
 DEMO_ACCOUNTS = 400
 DEMO_SEED = 7
 TEST_ROUNDS = 200  # fewer boosting rounds than the default keeps the session fixture to seconds
