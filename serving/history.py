@@ -32,6 +32,7 @@ import re
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -52,6 +54,7 @@ PARTITION = re.compile(r"^as_of=(?P<as_of>\d{4}-\d{2}-\d{2})$")
 STAMP = "%Y%m%dT%H%M%S%fZ"
 FACTS = b"tierwise_history"  # the key of the batch facts in each file's Parquet footer
 ROW_GROUP = 256  # rows per row group: one account's read decodes ~256 rows per batch, not the whole batch
+READ_THREADS = 8  # batch files read at once for one account: object stores answer each read in tens of ms
 LISTING = ["as_of", "written_at", "accounts", "churn_version", "growth_version", "path", "superseded"]
 # What `HistoryReader` keeps in memory for every account and batch: the trend, without the reason texts
 # (~3 KB a row), which would make 10,000 accounts x 52 batches weigh over a gigabyte.
@@ -139,8 +142,13 @@ def append_batch(scored: pd.DataFrame, root: str | Path | None = None) -> Batch:
 
 
 def write_parquet(table: pa.Table, where: str, fs: pafs.FileSystem | None) -> None:
-    """Write a batch file: small row groups with statistics, so one account's read skips the rest."""
-    pq.write_table(table, where, filesystem=fs, row_group_size=ROW_GROUP, compression="zstd")
+    """Write a batch file: small row groups with `account_id` statistics, so one account's read skips the rest.
+
+    Statistics of the id column only: those of every column would triple the footer every read parses.
+    """
+    pq.write_table(
+        table, where, filesystem=fs, row_group_size=ROW_GROUP, compression="zstd", write_statistics=["account_id"]
+    )
 
 
 def batches(root: str | Path | None = None, superseded: bool = False) -> pd.DataFrame:
@@ -190,10 +198,8 @@ def account_history(account_id: str, root: str | Path | None = None) -> pd.DataF
     files = [e[2] for e in latest(entries(fs, base, root))]
     if not files:
         raise DataError(empty_message(root))
-    parts = [
-        pq.read_table(f, filesystem=fs, filters=[("account_id", "==", str(account_id))], partitioning=None)
-        for f in files
-    ]
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(files))) as pool:  # object stores are latency-bound
+        parts = list(pool.map(lambda path: account_rows(fs, path, str(account_id)), files))
     found = pa.concat_tables(parts, promote_options="permissive")
     if found.num_rows == 0:
         raise DataError(unknown_message(account_id, root, len(files)))
@@ -369,6 +375,23 @@ def listing_frame(
             }
         )
     return pd.DataFrame(rows, columns=LISTING)
+
+
+def account_rows(fs: pafs.FileSystem, path: str, account_id: str) -> pa.Table:
+    """One account's rows in a batch file, reading only the row groups whose id range holds it."""
+    with pq.ParquetFile(path, filesystem=fs) as batch:
+        meta = batch.metadata
+        column = meta.schema.to_arrow_schema().get_field_index("account_id")
+        groups = [i for i in range(meta.num_row_groups) if may_hold(meta.row_group(i).column(column), account_id)]
+        # Without the pandas metadata lookup a small row group reads ~5x faster; the file has no index to restore.
+        found = batch.read_row_groups(groups, use_pandas_metadata=False)
+    return found.filter(pc.equal(found["account_id"], account_id))
+
+
+def may_hold(chunk: pq.ColumnChunkMetaData, account_id: str) -> bool:
+    """Whether a row group's `account_id` statistics (min, max) leave room for the account."""
+    stats = chunk.statistics
+    return stats is None or not stats.has_min_max or stats.min <= account_id <= stats.max
 
 
 def read_file(fs: pafs.FileSystem, path: str) -> pd.DataFrame:
