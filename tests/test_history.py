@@ -184,6 +184,7 @@ def test_the_history_command_lists_batches_and_prints_a_trend(root, monkeypatch,
     assert code == 2 and said.startswith("error: account 'ACC-999999' is in none of the 2 batch(es)")
 
 
+@pytest.mark.slow
 def test_tierwise_score_appends_each_published_batch_and_only_those(trained_store, tmp_path, monkeypatch, capsys):
     store = tmp_path / "served" / "latest_scores.parquet"
     monkeypatch.setenv("TIERWISE_SCORES_STORE", str(store))

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -105,7 +107,14 @@ class ConsoleDB:
     the field, and writes nothing.
     """
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, hasher: PasswordHasher | None = None):
+        """Open (and on first use create) the database.
+
+        Args:
+            url: a SQLAlchemy URL (default: `settings.console_db()`).
+            hasher: argon2-cffi's hasher (default: its RFC 9106 low-memory profile, ~50 ms a hash);
+                a hash made with other parameters still verifies, and is upgraded when it does.
+        """
         self.url = url or settings.console_db()
         db_file = settings.sqlite_path(self.url)
         if db_file is not None:
@@ -115,10 +124,13 @@ class ConsoleDB:
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise DataError(f"console database {settings.redact_uri(self.url)}: not a usable URL: {exc}") from exc
         Base.metadata.create_all(self.engine)
-        self.hasher = PasswordHasher()
-        # Checked against when the user does not exist, so a wrong name costs as long as a wrong password
-        # and sign-in timing does not tell which names exist.
-        self._decoy = self.hasher.hash("not a password of anyone")
+        self.hasher = hasher or PasswordHasher()
+
+    @cached_property
+    def decoy(self) -> str:
+        """A hash checked when the user does not exist: a wrong name then costs as long as a wrong
+        password, so sign-in timing does not tell which names exist."""
+        return self.hasher.hash(secrets.token_urlsafe(16))
 
     def add_user(self, name: str, password: str) -> None:
         """Add a user who may sign in; only an argon2 hash of the password is stored.
@@ -128,13 +140,13 @@ class ConsoleDB:
         """
         check_user_name(name)
         check_password(password)
+        if name in self.users():  # before hashing, which takes a while
+            raise DataError(f"console user {name!r} already exists")
         row = UserRow(name=name, password_hash=self.hasher.hash(password), created_at=datetime.now(UTC))
         try:
             with Session(self.engine) as session, session.begin():
-                if session.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
-                    raise DataError(f"console user {name!r} already exists")
                 session.add(row)
-        except IntegrityError as exc:  # another process added the name between the check and the insert
+        except IntegrityError as exc:  # another process added the name meanwhile
             raise DataError(f"console user {name!r} already exists") from exc
 
     def remove_user(self, name: str) -> None:
@@ -158,7 +170,7 @@ class ConsoleDB:
         with Session(self.engine) as session, session.begin():
             row = session.scalar(select(UserRow).where(UserRow.name == name))
             try:
-                self.hasher.verify(row.password_hash if row else self._decoy, password)
+                self.hasher.verify(row.password_hash if row else self.decoy, password)
             except (VerificationError, InvalidHashError):
                 return False
             if row is None:
@@ -225,9 +237,7 @@ def as_touch(row: TouchRow) -> Touch:
 def check_user_name(name: str) -> None:
     """A DataError unless `name` is 1-64 letters, digits or `._@-`, starting with a letter or digit."""
     if not isinstance(name, str) or not USER_NAME.match(name):
-        raise DataError(
-            f"user name {name!r}: use 1-64 letters, digits or . _ @ - (starting with a letter or digit)"
-        )
+        raise DataError(f"user name {name!r}: use 1-64 letters, digits or . _ @ - (starting with a letter or digit)")
 
 
 def check_password(password: str) -> None:
