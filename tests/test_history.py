@@ -71,6 +71,11 @@ def test_batches_are_listed_read_back_and_trend_per_account(root):
     pd.testing.assert_frame_equal(reader.account(ONE), trend[list(history.TREND_COLUMNS)])
     pd.testing.assert_frame_equal(reader.batches(), listed)
     assert reader.accounts() == sorted(expected["account_id"])
+    pd.testing.assert_frame_equal(reader.batch("2026-10-12"), back)
+    pd.testing.assert_frame_equal(reader.previous("2026-10-12"), read_batch("2026-10-05", root))
+    assert reader.previous("2026-10-05") is None
+    pd.testing.assert_series_equal(reader.row(ONE, "2026-10-12"), trend.iloc[1], check_names=False)
+    assert reader.row("ACC-999999", "2026-10-12") is None and reader.row(ONE, "2026-01-01") is None
 
 
 def test_a_republished_as_of_keeps_both_batches_and_readers_take_the_latest(root):
