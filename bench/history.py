@@ -134,7 +134,7 @@ def run(accounts: int, weeks: int) -> dict:
         warm_s = median_seconds(lambda: reader.account(next(warm)), REPEATS * 20)
         trend = reader.account(picks[0])
         assert len(trend) == weeks and len(account_history(picks[0], root)) == weeks
-        memory = reader._trend.nbytes
+        memory = reader.nbytes
     return {
         "accounts": accounts,
         "batches": weeks,

@@ -300,6 +300,11 @@ class HistoryReader:
             raise DataError(unknown_message(account_id, self.root, len(latest(list(loaded.entries)))))
         return loaded.trend.slice(*span).to_pandas()
 
+    @property
+    def nbytes(self) -> int:
+        """The memory the loaded trend takes, in bytes."""
+        return self._loaded.trend.nbytes
+
     def accounts(self) -> list[str]:
         """Every account id the history holds, sorted."""
         self.refresh()

@@ -126,6 +126,10 @@ class ConsoleDB:
         Base.metadata.create_all(self.engine)
         self.hasher = hasher or PasswordHasher()
 
+    def close(self) -> None:
+        """Close the database's pooled connections (a PostgreSQL server counts them)."""
+        self.engine.dispose()
+
     @cached_property
     def decoy(self) -> str:
         """A hash checked when the user does not exist: a wrong name then costs as long as a wrong
