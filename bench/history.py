@@ -135,6 +135,11 @@ def run(accounts: int, weeks: int) -> dict:
         trend = reader.account(picks[0])
         assert len(trend) == weeks and len(account_history(picks[0], root)) == weeks
         memory = reader.nbytes
+        append_batch(synthetic_batch(dates[-1] + pd.Timedelta(days=7), accounts, seed=weeks), root)
+        start = time.perf_counter()
+        assert reader.refresh(force=True)
+        reload_s = time.perf_counter() - start
+        assert len(reader.account(picks[0])) == weeks + 1
     return {
         "accounts": accounts,
         "batches": weeks,
@@ -145,6 +150,7 @@ def run(accounts: int, weeks: int) -> dict:
         "cold_ms": cold_s * 1e3,
         "warm_ms": warm_s * 1e3,
         "load_s": load_s,
+        "reload_s": reload_s,
         "memory_mb": memory / 1e6,
     }
 
@@ -175,7 +181,8 @@ def main() -> None:
     print(table(f))
     print(
         f"history: {f['accounts']:,} accounts x {f['batches']} batches, {f['size_mb']:.0f} MB on disk, "
-        f"written in {f['write_s']:.1f} s; reader first load {f['load_s']:.2f} s, {f['memory_mb']:.0f} MB in memory; "
+        f"written in {f['write_s']:.1f} s; reader first load {f['load_s']:.2f} s, {f['memory_mb']:.0f} MB in memory, "
+        f"reload after one new batch {f['reload_s']:.2f} s; "
         f"{platform.processor() or platform.machine()}"
     )
 

@@ -263,7 +263,11 @@ class HistoryReader:
     def _load(self, found: tuple[tuple[str, datetime, str], ...]) -> Loaded:
         """The trend of the latest batch per as-of in `found`, reading only the files not read before."""
         kept = [e[2] for e in latest(list(found))]
-        self._tables = {path: self._tables[path] if path in self._tables else self._read_trend(path) for path in kept}
+        unread = [path for path in kept if path not in self._tables]
+        if unread:
+            with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(unread))) as pool:
+                self._tables.update(zip(unread, pool.map(self._read_trend, unread), strict=True))
+        self._tables = {path: self._tables[path] for path in kept}
         if not kept:
             return Loaded(found)
         trend = pa.concat_tables(self._tables.values(), promote_options="permissive")
@@ -404,12 +408,13 @@ def listing_frame(
 ) -> pd.DataFrame:
     """The `batches()` frame of listed entries, reading each file's footer facts once (into `cache`)."""
     kept = {e[2] for e in latest(found)}
+    shown = [e for e in found if superseded or e[2] in kept]
+    unread = [path for _, _, path in shown if path not in cache]
+    if unread:
+        with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(unread))) as pool:
+            cache.update(zip(unread, pool.map(lambda path: footer_facts(fs, path), unread), strict=True))
     rows = []
-    for as_of, written_at, path in found:
-        if path not in kept and not superseded:
-            continue
-        if path not in cache:
-            cache[path] = json.loads((pq.read_metadata(path, filesystem=fs).metadata or {}).get(FACTS, b"{}"))
+    for as_of, written_at, path in shown:
         facts = cache[path]
         rows.append(
             {
@@ -423,6 +428,11 @@ def listing_frame(
             }
         )
     return pd.DataFrame(rows, columns=LISTING)
+
+
+def footer_facts(fs: pafs.FileSystem, path: str) -> dict:
+    """The batch facts `append_batch` wrote into a file's footer."""
+    return json.loads((pq.read_metadata(path, filesystem=fs).metadata or {}).get(FACTS, b"{}"))
 
 
 def account_rows(fs: pafs.FileSystem, path: str, account_id: str) -> pa.Table:

@@ -187,6 +187,11 @@ def test_the_history_command_lists_batches_and_prints_a_trend(root, monkeypatch,
     assert f"{trend['churn_risk'].iloc[1]:.1%}" in said and "churn v2" in said
     code, said = run_cli(["history", "--account", "ACC-999999"], monkeypatch, capsys)
     assert code == 2 and said.startswith("error: account 'ACC-999999' is in none of the 2 batch(es)")
+    code, said = run_cli(["history", "--account", " "], monkeypatch, capsys)
+    assert code == 2 and said == "error: --account: empty; give an account id"
+    monkeypatch.setenv("TIERWISE_HISTORY", "nosuch://bucket/history")
+    code, said = run_cli(["history"], monkeypatch, capsys)
+    assert code == 2 and said.startswith("error: score history nosuch://bucket/history: cannot open it")
 
 
 @pytest.mark.slow
