@@ -134,9 +134,16 @@ def test_bad_users_passwords_urls_and_exports_are_refused(tmp_path):
     assert db.users() == []
     with pytest.raises(DataError, match=r"console database nosuchdb://u:\*\*\*@h/d: not a usable URL"):
         ConsoleDB("nosuchdb://u:secret@h/d")
+    with pytest.raises(DataError, match=r"console database postgresql\+psycopg://u:\*\*\*@127.0.0.1:1/d: cannot open"):
+        ConsoleDB("postgresql+psycopg://u:secret@127.0.0.1:1/d")  # nothing listens on port 1
+    with pytest.raises(DataError, match="console database folder .*/console.db/under: .*console.db is a file"):
+        ConsoleDB(f"sqlite:///{tmp_path / 'console.db'}/under/file.db")
+    (tmp_path / "garbage.db").write_text("not a database")
+    with pytest.raises(DataError, match="garbage.db: cannot open it: file is not a database"):
+        ConsoleDB(f"sqlite:///{tmp_path / 'garbage.db'}")
     with pytest.raises(DataError, match="use a .csv or .parquet file name"):
         db.export(tmp_path / "touches.xlsx")
-    assert [p.name for p in tmp_path.iterdir()] == ["console.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["console.db", "garbage.db"]
 
 
 def test_the_database_sits_beside_the_store_unless_told_otherwise(tmp_path, monkeypatch):

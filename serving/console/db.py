@@ -25,11 +25,11 @@ import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Date, DateTime, Float, String, Text, create_engine, delete, select
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from features.errors import DataError
-from features.io import output_file, write_table
+from features.io import output_file, output_folder, write_table
 from tierwise import settings
 
 TOUCH_KINDS = ("call", "email", "qbr", "save_play", "expansion_conversation", "other")
@@ -117,14 +117,29 @@ class ConsoleDB:
         """
         self.url = url or settings.console_db()
         db_file = settings.sqlite_path(self.url)
-        if db_file is not None:
-            db_file.parent.mkdir(parents=True, exist_ok=True)
+        if db_file is not None:  # SQLite creates the file, not its folder
+            output_folder(db_file.parent, "console database folder").mkdir(parents=True, exist_ok=True)
         try:
             self.engine = create_engine(self.url, pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise DataError(f"console database {settings.redact_uri(self.url)}: not a usable URL: {exc}") from exc
-        Base.metadata.create_all(self.engine)
+        self.create_tables()
         self.hasher = hasher or PasswordHasher()
+
+    def create_tables(self) -> None:
+        """Create the tables that are missing (first use), or a DataError when the database cannot be reached.
+
+        Two processes starting at once (console replicas) may both try to create them; PostgreSQL
+        then refuses the second, which finds them made when it looks again.
+        """
+        try:
+            try:
+                Base.metadata.create_all(self.engine)
+            except (IntegrityError, ProgrammingError):
+                Base.metadata.create_all(self.engine)
+        except DatabaseError as exc:  # unreachable, refused, or not a database at all
+            cause = str(exc.orig or exc).strip().splitlines()[0]
+            raise DataError(f"console database {settings.redact_uri(self.url)}: cannot open it: {cause}") from exc
 
     def close(self) -> None:
         """Close the database's pooled connections (a PostgreSQL server counts them)."""
