@@ -236,8 +236,10 @@ class HistoryReader:
         self.fs, self.base = filesystem(self.root)
         self.columns = tuple(dict.fromkeys(("account_id", "as_of", *columns)))
         self.recheck_seconds = recheck_seconds
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one reload at a time
+        self._cache_lock = threading.Lock()  # guards the whole-batch cache
         self._checked = float("-inf")
+        self._ready = False  # until the first load: readers wait for it rather than see an empty history
         self._loaded = Loaded()
         self._facts: dict[str, dict] = {}  # footer facts by path
         self._tables: dict[str, pa.Table] = {}  # trend columns by path
@@ -246,19 +248,26 @@ class HistoryReader:
     def refresh(self, force: bool = False) -> bool:
         """List the batch files (at most every `recheck_seconds` unless forced); reload if they changed.
 
+        While one thread reloads (a second or so for a year of a large book), the others do not
+        wait: they go on reading the previous load, unless there is none yet.
+
         Returns:
-            Whether the history changed since the last load.
+            Whether the history changed since the last load (False too when another thread is reloading).
         """
-        with self._lock:
+        if not self._lock.acquire(blocking=force or not self._ready):
+            return False
+        try:
             now = time.monotonic()
             if not force and now - self._checked < self.recheck_seconds:
                 return False
-            self._checked = now
             found = tuple(entries(self.fs, self.base, self.root))
-            if found == self._loaded.entries:
-                return False
-            self._loaded = self._load(found)
-            return True
+            changed = found != self._loaded.entries
+            if changed:
+                self._loaded = self._load(found)
+            self._checked, self._ready = now, True
+            return changed
+        finally:
+            self._lock.release()
 
     def _load(self, found: tuple[tuple[str, datetime, str], ...]) -> Loaded:
         """The trend of the latest batch per as-of in `found`, reading only the files not read before."""
@@ -345,12 +354,12 @@ class HistoryReader:
 
     def _whole(self, path: str) -> pd.DataFrame:
         """A whole batch file, from the cache of the last `CACHED_BATCHES` read when it is there."""
-        with self._lock:
+        with self._cache_lock:
             if path in self._batches:
                 self._batches.move_to_end(path)
                 return self._batches[path]
         frame = read_file(self.fs, path)
-        with self._lock:
+        with self._cache_lock:
             self._batches[path] = frame
             while len(self._batches) > CACHED_BATCHES:
                 self._batches.popitem(last=False)

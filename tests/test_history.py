@@ -127,6 +127,10 @@ def test_the_reader_reloads_only_when_the_listing_changes_and_takes_new_columns(
     assert trend["as_of"].tolist() == [pd.Timestamp("2026-10-05"), pd.Timestamp("2026-10-12")]
     assert trend["persona"].isna().tolist() == [True, False]
     assert len(reader.account("ACC-000044")) == 1  # only in the newer batch
+    append_batch(synthetic_batch("2026-10-19", ACCOUNTS, seed=3), root)
+    with reader._lock:  # as while another thread reloads: this one is not held up, it reads the previous load
+        assert reader.refresh() is False and len(reader.account(ONE)) == 2
+    assert reader.refresh() is True and len(reader.account(ONE)) == 3
     assert account_history(ONE, root)["persona"].tolist()[1] == "builder"
 
 
