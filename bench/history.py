@@ -12,6 +12,7 @@ model version changing along the way. Timed, each as the median of several reads
   account, all columns);
 - warm: `HistoryReader.account` once the reader holds the trend columns in memory (what the
   console's account page does);
+- one account's whole row (reasons included) in one batch: `HistoryReader.row`;
 - the reader's first load (once per process and per new batch).
 
 A ratio is baseline time / our time: above 1 means one account's whole trend costs less than
@@ -132,6 +133,8 @@ def run(accounts: int, weeks: int) -> dict:
         load_s = time.perf_counter() - start
         warm = iter(picks * 20)
         warm_s = median_seconds(lambda: reader.account(next(warm)), REPEATS * 20)
+        rows = iter(picks)
+        row_s = median_seconds(lambda: reader.row(next(rows), dates[-2]))
         trend = reader.account(picks[0])
         assert len(trend) == weeks and len(account_history(picks[0], root)) == weeks
         memory = reader.nbytes
@@ -149,6 +152,7 @@ def run(accounts: int, weeks: int) -> dict:
         "listing_ms": listing_s * 1e3,
         "cold_ms": cold_s * 1e3,
         "warm_ms": warm_s * 1e3,
+        "row_ms": row_s * 1e3,
         "load_s": load_s,
         "reload_s": reload_s,
         "memory_mb": memory / 1e6,
@@ -161,6 +165,7 @@ def table(f: dict) -> str:
         ("read one whole batch (baseline)", f"{f['batch_ms']:.1f} ms", "1.0"),
         ("one account, cold (`account_history`, all columns)", f"{f['cold_ms']:.1f} ms", ratio(f, "cold_ms")),
         ("one account, warm (`HistoryReader.account`)", f"{f['warm_ms']:.2f} ms", ratio(f, "warm_ms")),
+        ("one account's whole row in one batch (`HistoryReader.row`)", f"{f['row_ms']:.1f} ms", ratio(f, "row_ms")),
         ("list the batches (`batches`)", f"{f['listing_ms']:.1f} ms", ratio(f, "listing_ms")),
     ]
     lines = ["| read | median | ratio (baseline / it) |", "| --- | ---: | ---: |"]
