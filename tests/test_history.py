@@ -188,7 +188,7 @@ def test_the_history_command_lists_batches_and_prints_a_trend(root, monkeypatch,
     trend = account_history(ONE, root)
     code, said = run_cli(["history", "--account", ONE], monkeypatch, capsys)
     assert code == 0 and said.count("│ 2026-10-") == 2
-    assert f"{trend['churn_risk'].iloc[1]:.1%}" in said and "churn v2" in said
+    assert f"{trend['churn_risk'].iloc[1]:.1%}" in said and "v2/v1" in said
     code, said = run_cli(["history", "--account", "ACC-999999"], monkeypatch, capsys)
     assert code == 2 and said.startswith("error: account 'ACC-999999' is in none of the 2 batch(es)")
     code, said = run_cli(["history", "--account", " "], monkeypatch, capsys)
