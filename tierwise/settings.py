@@ -94,6 +94,12 @@ def reload_seconds() -> float:
     return float(os.environ.get("TIERWISE_RELOAD_SECONDS", "30"))
 
 
+def promotion_wait_seconds() -> float:
+    """How long a training waits for lower model versions to be decided before taking them as abandoned
+    (`TIERWISE_PROMOTION_WAIT_SECONDS`, default 600: a decision takes seconds, so that long means a dead run)."""
+    return float(os.environ.get("TIERWISE_PROMOTION_WAIT_SECONDS", "600"))
+
+
 def policy_path() -> Path | None:
     """The tier policy the service proposes tiers with (`TIERWISE_POLICY`; None: the shipped default)."""
     return Path(os.environ["TIERWISE_POLICY"]) if os.environ.get("TIERWISE_POLICY") else None
