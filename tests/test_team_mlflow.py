@@ -200,26 +200,50 @@ def test_promote_score_serve_and_reload_against_the_server(team, raced, world, m
         assert not any(secret in str(text) for secret in SECRETS)
 
 
-@pytest.mark.parametrize("store", ["server", "database"])
-def test_an_unreachable_store_is_one_line_without_the_password(team, store):
-    """A wrong address, with the password in the URI itself, fails at once with exit 2 and the password redacted."""
-    uri = {
-        "server": f"http://{TRACKING_USER}:{TRACKING_PASSWORD}@127.0.0.1:{free_port()}",
-        "database": f"postgresql://tierwise:{TRACKING_PASSWORD}@127.0.0.1:{free_port()}/nowhere",
-    }[store]
+@pytest.mark.parametrize("store", ["server down", "database itself"])
+def test_store_errors_are_one_line_without_the_password(team, postgres, store):
+    """A password inside the URI itself (a server that is down; the database, with no server between) is redacted."""
+    if store == "server down":
+        uri, version, said = f"http://{TRACKING_USER}:{TRACKING_PASSWORD}@127.0.0.1:{free_port()}", "1", "cannot reach"
+    else:
+        uri, version, said = postgres.url("team_mlflow", driver="postgresql"), "99", "has no version '99'"
     done = team.tierwise(
-        "promote",
-        "--target",
-        "churn",
-        "--version",
-        "1",
+        *("promote", "--target", "churn", "--version", version),
         check=False,
         MLFLOW_TRACKING_URI=uri,
         MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.startswith("error:") and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "127.0.0.1" in done.stderr and "***" in done.stderr and "Traceback" not in done.stderr
+    assert said in done.stderr and "127.0.0.1" in done.stderr and ":***@" in done.stderr
+
+
+def test_a_version_waits_for_lower_pending_ones_and_a_dead_one_is_abandoned(team, raced, monkeypatch):
+    """The promotion rule itself: a pending lower version holds a later one back until it is decided,
+    and one pending past `TIERWISE_PROMOTION_WAIT_SECONDS` (its training died) is marked abandoned."""
+    import mlflow
+
+    from training.registry import ABANDONED, PENDING, STATUS, wait_for_turn
+
+    client, name = team.client(), "tierwise-turns"
+    source = client.get_model_version("tierwise-churn", "1").source
+    client.create_registered_model(name)
+    low, dead, high = (client.create_model_version(name, source, tags={STATUS: PENDING}).version for _ in range(3))
+    client.set_model_version_tag(name, low, STATUS, "challenger")  # decided: no longer holds anyone back
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", team.uri)
+    monkeypatch.setenv("TIERWISE_PROMOTION_WAIT_SECONDS", "2")
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(team.uri)
+    try:
+        wait_for_turn(name, int(low))  # nothing below the first version: at once
+        started = time.monotonic()
+        wait_for_turn(name, int(high))
+        waited = time.monotonic() - started
+    finally:
+        mlflow.set_tracking_uri(before)
+    assert waited >= 2  # it did wait for the pending version below it
+    tags = {v.version: v.tags[STATUS] for v in client.search_model_versions(f"name = '{name}'")}
+    assert tags == {low: "challenger", dead: ABANDONED, high: PENDING}
 
 
 def test_no_secret_in_output_logs_or_runs(team, raced):

@@ -72,9 +72,10 @@ def scores_store() -> Path:
 
 
 def tracking_store() -> str:
-    """The tracking store in use as recorded with what belongs to it: redacted, a sqlite path made absolute."""
+    """The tracking store in use as recorded with what belongs to it: redacted, a sqlite path made absolute,
+    a server's address without a trailing slash (`http://host:5000/` is `http://host:5000`)."""
     db = sqlite_path(tracking_uri())
-    return f"sqlite:///{db}" if db is not None else redact_uri(tracking_uri())
+    return f"sqlite:///{db}" if db is not None else redact_uri(tracking_uri()).rstrip("/")
 
 
 def sqlite_path(uri: str) -> Path | None:

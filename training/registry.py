@@ -38,7 +38,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.bundle import BundlePyfunc, ModelBundle
+from features.bundle import BundlePyfunc, ModelBundle, registry_missing
 from features.tables import DataError
 from tierwise import settings
 from training.evaluation import evaluate
@@ -72,7 +72,10 @@ def use_experiment(name: str) -> str:
     """Point MLflow at the configured store and return the experiment id, creating it if needed."""
     uri = settings.tracking_uri()
     mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(name)
+    try:
+        found = mlflow.get_experiment_by_name(name)
+    except Exception as exc:  # the first call to the store: a wrong address or login fails here, before any work
+        raise unreachable(exc) from exc
     if found is not None:
         return found.experiment_id
     local = urlparse(uri).scheme in ("sqlite", "", "file")
@@ -83,6 +86,14 @@ def use_experiment(name: str) -> str:
         if found is None:
             raise
         return found.experiment_id
+
+
+def unreachable(exc: Exception) -> DataError:
+    """A failed call to the tracking store as a one-line user error, its credentials redacted."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return DataError(
+        f"cannot reach the MLflow tracking store {settings.tracking_store()}: {settings.redact_uri(first)}"
+    )
 
 
 def log_bundle(
@@ -156,8 +167,10 @@ def champion(registered_name: str) -> tuple[str, ModelBundle] | None:
     client = MlflowClient()
     try:
         version = client.get_model_version_by_alias(registered_name, CHAMPION).version
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if registry_missing(exc):
+            return None
+        raise unreachable(exc) from exc
     return str(version), load_bundle(registered_name, str(version))
 
 
@@ -259,7 +272,9 @@ def promote(target: str, version: str) -> str:
     mlflow.set_tracking_uri(settings.tracking_uri())
     try:
         MlflowClient().get_model_version(name, str(version))
-    except MlflowException as exc:
+    except Exception as exc:
+        if not registry_missing(exc):
+            raise unreachable(exc) from exc
         raise DataError(f"{name} has no version {version!r} in {settings.tracking_store()}") from exc
     wait_for_turn(name)  # a training deciding now would otherwise move the alias right back
     assign_alias(name, str(version), CHAMPION)
