@@ -27,7 +27,7 @@ import pytest
 
 from tests.postgres import PASSWORD as DB_PASSWORD
 from tests.postgres import free_port
-from tests.test_service import KEYS, TIERWISE, posted_rows, serve_env, tierwise_serve
+from tests.test_service import KEYS, TIERWISE, posted_rows, serve_env, stop, tierwise_serve
 
 pytestmark = pytest.mark.slow
 
@@ -104,12 +104,7 @@ def team(postgres, tmp_path_factory) -> Team:
     try:
         yield Team(url, root / "work", env, [])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +159,8 @@ def test_promote_score_serve_and_reload_against_the_server(team, raced, world, m
     team.tierwise("promote", "--target", "churn", "--version", other["tierwise-churn"])
     assert client.get_model_version_by_alias("tierwise-churn", "champion").version == other["tierwise-churn"]
 
+    for key in [k for k in os.environ if k.startswith(("MLFLOW_", "TIERWISE_"))]:
+        monkeypatch.delenv(key)  # e.g. the session's trained store, set by conftest for this process
     for key, value in team.env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(team.root)
@@ -244,6 +241,20 @@ def test_a_version_waits_for_lower_pending_ones_and_a_dead_one_is_abandoned(team
     assert waited >= 2  # it did wait for the pending version below it
     tags = {v.version: v.tags[STATUS] for v in client.search_model_versions(f"name = '{name}'")}
     assert tags == {low: "challenger", dead: ABANDONED, high: PENDING}
+
+
+def test_a_server_address_is_one_scores_store_whatever_its_password_or_trailing_slash(monkeypatch, tmp_path):
+    from tierwise import settings
+
+    for key in ("TIERWISE_SCORES_STORE", "TIERWISE_MLRUNS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://alice:p@ss:w0rd@mlflow.example.com/")
+    first = settings.scores_store()
+    assert settings.tracking_store() == "https://alice:***@mlflow.example.com"
+    assert first.is_relative_to(tmp_path.resolve() / "mlruns" / "scores") and "w0rd" not in str(first)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://alice:rotated@mlflow.example.com")
+    assert settings.scores_store() == first
 
 
 def test_no_secret_in_output_logs_or_runs(team, raced):
