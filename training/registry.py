@@ -128,8 +128,8 @@ def settle(
         (alias, reason) as set; the version's `tierwise.status` tag records the alias too.
     """
     client = MlflowClient()
-    wait_for_turn(registered_name, int(version))
     try:
+        wait_for_turn(registered_name, int(version))
         alias, reason = judge(champion(registered_name))
         assign_alias(registered_name, version, alias)
     except BaseException:  # a training that fails here must not keep later ones waiting
