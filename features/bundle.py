@@ -165,6 +165,17 @@ class ModelBundle:
         return cls(booster=lgb.Booster(model_file=str(folder / "booster.txt")), **meta)
 
 
+# MLflow error codes meaning "no such registered model, version or alias". Any other failure of a
+# registry call is an outage (an unreachable server, a refused login) and must not read as "nothing
+# registered": a training would otherwise crown its version over a champion it could not see.
+REGISTRY_MISSING = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+def registry_missing(exc: BaseException) -> bool:
+    """Whether a registry call failed because the model, version or alias asked for does not exist."""
+    return getattr(exc, "error_code", None) in REGISTRY_MISSING
+
+
 class BundlePyfunc(mlflow.pyfunc.PythonModel):
     """MLflow face of a bundle: `predict` returns calibrated probabilities from a plain feature DataFrame.
 

@@ -16,7 +16,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.bundle import ModelBundle
+from features.bundle import ModelBundle, registry_missing
 from features.tables import DataError
 from serving.redact import public_text
 from tierwise import settings
@@ -77,12 +77,12 @@ def resolve_version(name: str, version: int | str | None) -> str:
         if version is None:
             return str(client.get_model_version_by_alias(name, CHAMPION).version)
         return str(client.get_model_version(name, str(version)).version)
-    except MlflowException as exc:
+    except Exception as exc:
+        if not registry_missing(exc):  # a missing database driver, an unreachable host, a refused login
+            raise DataError(f"cannot reach the MLflow tracking store {store}: {public_text(exc)}") from exc
         if version is None:
             raise DataError(f"no {CHAMPION} model registered as {name} in {store}: run `tierwise train` first") from exc
         raise DataError(f"model {name} has no version {version} in {store}") from exc
-    except Exception as exc:  # a missing database driver, an unreachable host, a refused login
-        raise DataError(f"cannot reach the MLflow tracking store {store}: {public_text(exc)}") from exc
 
 
 def bundle_folder(folder: Path, name: str, version: str) -> Path:

@@ -91,22 +91,34 @@ def running_server(trained_store, root: Path, *args: str):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     features, scored = batch_scores(trained_store.data_dir)
     store = write_store(scored, root / "latest_scores.parquet")
-    port, log = free_port(), root / "serve.log"
+    with tierwise_serve(serve_env(uri, store), root / "serve.log", *args) as (url, proc):
+        yield Served(url, uri, store, scored, features, root / "serve.log", proc)
+
+
+@contextmanager
+def tierwise_serve(env: dict[str, str], log: Path, *args: str):
+    """`tierwise serve` on a free port with `env` (see `serve_env`), polling every second; yields (url, proc)."""
+    port = free_port()
     cmd = [str(TIERWISE), "serve", "--host", "127.0.0.1", "--port", str(port), "--reload-seconds", "1"]
     cmd += ["--max-age-days", "3650", *args]
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, env=serve_env(uri, store), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc, log)
-        yield Served(url, uri, store, scored, features, log, proc)
+        yield url, proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Ask a server to stop (SIGTERM), and kill it if it has not within 20 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from rich.markup import escape
 
 from features.errors import DataError
 from features.io import TABLE_SUFFIXES, output_file, output_folder
+from tierwise.settings import redact_uri
 
 try:  # typer 0.2x carries its own copy of click: its usage errors are these classes, not click's
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -137,12 +139,15 @@ def main() -> None:
         fail(str(exc), 2)
     except typer.Abort:
         fail("aborted", 1)
+    except Exception as exc:  # a bug or an outage mid-run: the traceback stays for fixing it, never a password
+        sys.stderr.write(redact_uri("".join(traceback.format_exception(exc))))
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def fail(message: str, code: int) -> None:
     """Print one red error line and exit with `code`: never wrapped, a message of several lines joined by `; `."""
-    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    line = redact_uri("; ".join(part.strip() for part in message.splitlines() if part.strip()))
     console.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True, highlight=False)
     sys.exit(code)
 

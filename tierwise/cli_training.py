@@ -111,6 +111,9 @@ def ui_cmd(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127
     from tierwise import settings
 
     uri = settings.tracking_uri()
+    if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
+        console.print(f"the tracking store is a server with its own UI: open {settings.tracking_store()}")
+        return
     console.print(f"MLflow UI on http://127.0.0.1:{port} for {settings.redact_uri(uri)}")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
     if uri.startswith("sqlite:"):

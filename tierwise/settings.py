@@ -100,9 +100,10 @@ def console_db() -> str:
 
 
 def tracking_store() -> str:
-    """The tracking store in use as recorded with what belongs to it: redacted, a sqlite path made absolute."""
+    """The tracking store in use as recorded with what belongs to it: redacted, a sqlite path made absolute,
+    a server's address without a trailing slash (`http://host:5000/` is `http://host:5000`)."""
     db = sqlite_path(tracking_uri())
-    return f"sqlite:///{db}" if db is not None else redact_uri(tracking_uri())
+    return f"sqlite:///{db}" if db is not None else redact_uri(tracking_uri()).rstrip("/")
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -120,6 +121,12 @@ def max_score_age_days() -> int:
 def reload_seconds() -> float:
     """How often the service checks for a new champion or score batch (`TIERWISE_RELOAD_SECONDS`)."""
     return float(os.environ.get("TIERWISE_RELOAD_SECONDS", "30"))
+
+
+def promotion_wait_seconds() -> float:
+    """How long a training waits for lower model versions to be decided before taking them as abandoned
+    (`TIERWISE_PROMOTION_WAIT_SECONDS`, default 600: a decision takes seconds, so that long means a dead run)."""
+    return float(os.environ.get("TIERWISE_PROMOTION_WAIT_SECONDS", "600"))
 
 
 def policy_path() -> Path | None:

@@ -62,7 +62,6 @@ def publish(fitted: Fitted, key: str, artifact_path: str, seed: int) -> Publishe
     mlflow.log_metrics(metrics)
     table = report.metrics_frame(bt.fold_metrics, bt.overall)
     name = registry.REGISTERED[key]
-    previous = registry.champion(name)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         table.to_csv(tmp / "metrics_by_fold.csv", index=False)
@@ -76,13 +75,15 @@ def publish(fitted: Fitted, key: str, artifact_path: str, seed: int) -> Publishe
         for path in tmp.iterdir():
             mlflow.log_artifact(str(path), artifact_path=f"{prefix}_report")
         version = registry.log_bundle(bundle, artifact_path, name, tmp / "bundle", fitted.frame.head(200))
-    if previous is None:
-        alias, reason = registry.CHAMPION, f"first version of {name}"
-    else:
+
+    def judge(previous: tuple[str, ModelBundle] | None) -> tuple[str, str]:
+        if previous is None:
+            return registry.CHAMPION, f"first version of {name}"
         comparison = registry.compare(previous[1], bundle.info, bt.overall["lightgbm"], bt.predictions, fitted.frame)
         alias, reason = registry.verdict(comparison)
-        reason = f"{reason} (champion was version {previous[0]})"
-    registry.assign_alias(name, version, alias)
+        return alias, f"{reason} (champion was version {previous[0]})"
+
+    alias, reason = registry.settle(name, version, judge)
     mlflow.set_tag(f"{prefix}_alias", f"{name} v{version} -> {alias}: {reason}")
     card = report.model_card(bundle.target, bundle.info, table, name, version, alias, reason)
     mlflow.log_text(card, f"{prefix}_report/model_card.md")

@@ -10,10 +10,23 @@ there with the new run's out-of-time predictions. Fewer than `MIN_GATE_POSITIVES
 negative) such rows cannot tell two versions apart: the champion stays and the new version becomes
 `challenger`, the reason naming the count. A champion that cannot be scored on the new data
 (table mode, features that no longer exist) is not comparable either: `challenger` again.
+
+Trainings that run at once against one registry (a team's tracking server) decide in version
+order. MLflow has no compare-and-set for aliases: two trainings that both read champion v1 and
+both beat it would each move `champion`, and the first one's version would lose its alias without
+ever being compared with the second. So a version is registered tagged `tierwise.status=pending`
+(in the same call that creates it), and before reading the champion a training waits until no
+lower version of the model is still pending; after setting the alias it records the outcome in
+the same tag. Version numbers are handed out by the registry's database one at a time, so the
+outcome is what the trainings would have decided one after another in version order. A version
+left pending for `settings.promotion_wait_seconds()` (its training died between registering and
+deciding) is marked `abandoned` and no longer waited for.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -25,12 +38,15 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.bundle import BundlePyfunc, ModelBundle
+from features.bundle import BundlePyfunc, ModelBundle, registry_missing
 from features.tables import DataError
 from tierwise import settings
 from training.evaluation import evaluate
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+STATUS = "tierwise.status"  # model-version tag: pending until its alias is decided, then the alias it got
+PENDING, UNDECIDED, ABANDONED = "pending", "undecided", "abandoned"
+TURN_POLL_SECONDS = 0.5
 REGISTERED = {"churn": "tierwise-churn", "growth": "tierwise-growth", "churn-table": "tierwise-churn-table"}
 COMPARED = ("roc_auc", "brier")
 OUTCOME = ("horizon_days", "churn_grace_days", "growth_min_increase")  # what a model predicts
@@ -56,17 +72,34 @@ def use_experiment(name: str) -> str:
     """Point MLflow at the configured store and return the experiment id, creating it if needed."""
     uri = settings.tracking_uri()
     mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(name)
+    try:
+        found = mlflow.get_experiment_by_name(name)
+    except Exception as exc:  # the first call to the store: a wrong address or login fails here, before any work
+        raise unreachable(exc) from exc
     if found is not None:
         return found.experiment_id
     local = urlparse(uri).scheme in ("sqlite", "", "file")
-    return mlflow.create_experiment(name, artifact_location=settings.artifact_root() if local else None)
+    try:
+        return mlflow.create_experiment(name, artifact_location=settings.artifact_root() if local else None)
+    except MlflowException:  # another training created it since we looked (a shared tracking server)
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def unreachable(exc: Exception) -> DataError:
+    """A failed call to the tracking store as a one-line user error, its credentials redacted."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return DataError(
+        f"cannot reach the MLflow tracking store {settings.tracking_store()}: {settings.redact_uri(first)}"
+    )
 
 
 def log_bundle(
     bundle: ModelBundle, artifact_path: str, registered_name: str, folder: Path, sample: pd.DataFrame
 ) -> str:
-    """Log a bundle as a pyfunc model in the active run, register it, and return the new version.
+    """Log a bundle as a pyfunc model in the active run, register it `pending`, and return the new version.
 
     No signature and no input example: MLflow's schema enforcement refuses integer columns for
     float features and a JSON round trip loses pandas categories, while the bundle itself checks
@@ -79,9 +112,53 @@ def log_bundle(
         python_model=BundlePyfunc(),
         artifacts={"bundle": str(folder)},
         pip_requirements=[f"lightgbm=={lgb.__version__}", f"pandas=={pd.__version__}", f"mlflow=={mlflow.__version__}"],
-        registered_model_name=registered_name,
     )
-    return str(info.registered_model_version)
+    return str(mlflow.register_model(info.model_uri, registered_name, tags={STATUS: PENDING}).version)
+
+
+def settle(
+    registered_name: str, version: str, judge: Callable[[tuple[str, ModelBundle] | None], tuple[str, str]]
+) -> tuple[str, str]:
+    """Decide a new version's alias against the champion in place once every lower version is decided.
+
+    Args:
+        judge: (version, bundle) of the current champion, or None -> (alias, reason).
+
+    Returns:
+        (alias, reason) as set; the version's `tierwise.status` tag records the alias too.
+    """
+    client = MlflowClient()
+    try:
+        wait_for_turn(registered_name, int(version))
+        alias, reason = judge(champion(registered_name))
+        assign_alias(registered_name, version, alias)
+    except BaseException:  # a training that fails here must not keep later ones waiting
+        client.set_model_version_tag(registered_name, version, STATUS, UNDECIDED)
+        raise
+    client.set_model_version_tag(registered_name, version, STATUS, alias)
+    return alias, reason
+
+
+def wait_for_turn(registered_name: str, version: int | None = None) -> None:
+    """Return once no version below `version` (any version when None) is pending a decision.
+
+    Versions still pending after `settings.promotion_wait_seconds()` of waiting are marked `abandoned`.
+    """
+    client = MlflowClient()
+    deadline = time.monotonic() + settings.promotion_wait_seconds()
+    while True:
+        waiting = [
+            v.version
+            for v in client.search_model_versions(f"name = '{registered_name}'")
+            if v.tags.get(STATUS) == PENDING and (version is None or int(v.version) < version)
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            for stuck in waiting:
+                client.set_model_version_tag(registered_name, stuck, STATUS, ABANDONED)
+            return
+        time.sleep(TURN_POLL_SECONDS)
 
 
 def champion(registered_name: str) -> tuple[str, ModelBundle] | None:
@@ -90,8 +167,10 @@ def champion(registered_name: str) -> tuple[str, ModelBundle] | None:
     client = MlflowClient()
     try:
         version = client.get_model_version_by_alias(registered_name, CHAMPION).version
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if registry_missing(exc):
+            return None
+        raise unreachable(exc) from exc
     return str(version), load_bundle(registered_name, str(version))
 
 
@@ -193,8 +272,11 @@ def promote(target: str, version: str) -> str:
     mlflow.set_tracking_uri(settings.tracking_uri())
     try:
         MlflowClient().get_model_version(name, str(version))
-    except MlflowException as exc:
+    except Exception as exc:
+        if not registry_missing(exc):
+            raise unreachable(exc) from exc
         raise DataError(f"{name} has no version {version!r} in {settings.tracking_store()}") from exc
+    wait_for_turn(name)  # a training deciding now would otherwise move the alias right back
     assign_alias(name, str(version), CHAMPION)
     return name
 
