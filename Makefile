@@ -6,6 +6,9 @@ VENV := .venv
 DEMO_DIR ?= demo
 export BENTOML_DO_NOT_TRACK := true
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Compile the environment's bytecode at install: where PYTHONDONTWRITEBYTECODE is set (it is on these
+# machines) every `tierwise` subprocess would otherwise recompile mlflow and bentoml on import (~2.5x the CPU).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: demo test lint bench clean system-packages
 
