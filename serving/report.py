@@ -102,6 +102,7 @@ def render(scores: pd.DataFrame, source: str, policy: TierPolicy | None = None) 
         "capacity": capacity(scores, policy),
         "last_time": last_time(first_value(scores, "churn_model_version"), policy),
         "by_segment": breakdown(scores, "segment", list(SEGMENTS)),
+        "by_persona": breakdown(scores, "persona", []) if "persona" in scores else [],  # none in older score files
         "playbooks": SEGMENTS,
         "renewals": renewals(scores),
         "histogram": histogram(scores["churn_risk"].to_numpy(float)),
