@@ -124,7 +124,7 @@ def labels(
         "previous_tier": previous,
         "pool": pools(tier, onboarding),
         "segment": segment.astype(object),
-        "play": plays(policy, scored["persona"] if "persona" in scored else None, segment),
+        "play": plays(policy, scored.get("persona"), segment),
         "escalate": escalate,
         "onboarding_overflow": overflowed,
     }

@@ -27,8 +27,16 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from features.metrics import MetricSet
-from features.personas import NOT_ADOPTED, LEAD_LIFT, LEAD_SHARE, MIN_EVENTS, Personas, UsageMix, usage_families
-from features.personas import usage_mix as mix_of
+from features.personas import (
+    LEAD_LIFT,
+    LEAD_SHARE,
+    MIN_EVENTS,
+    NOT_ADOPTED,
+    Personas,
+    UsageMix,
+    usage_families,
+    usage_mix,
+)
 from training import registry
 
 KS = range(2, 9)  # persona counts tried
@@ -41,7 +49,9 @@ RULE = f"fewest personas with prediction strength >= {STABLE} explaining >= {EXP
 MATCH_MAX = 0.25  # centroid distance (square-root shares) up to which a retrained persona keeps a previous name
 
 
-def learn_personas(frame: pd.DataFrame, metrics: MetricSet, previous: Personas | None = None, seed: int = 0) -> Personas:
+def learn_personas(
+    frame: pd.DataFrame, metrics: MetricSet, previous: Personas | None = None, seed: int = 0
+) -> Personas:
     """Personas from training snapshot rows (features plus `churn`/`growth` labels where known).
 
     Args:
@@ -51,7 +61,7 @@ def learn_personas(frame: pd.DataFrame, metrics: MetricSet, previous: Personas |
         seed: seeds the sample, the k-means fits and the bootstraps.
     """
     families = usage_families(metrics)
-    mix = mix_of(frame, families)
+    mix = usage_mix(frame, families)
     adopted = np.flatnonzero(mix.volume >= MIN_EVENTS)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(adopted, size=min(MAX_ROWS, len(adopted)), replace=False))
@@ -72,7 +82,8 @@ def learn_personas(frame: pd.DataFrame, metrics: MetricSet, previous: Personas |
         selection={"ks": selection, "chosen": k, "rule": RULE},
     )
     members = np.where(mix.volume >= MIN_EVENTS, personas.distances(mix).argmin(axis=1), -1)
-    fresh = [pattern_name(c**2 / (c**2).sum(), book, np.median(mix.breadth[members == i])) for i, c in enumerate(centroids)]
+    shares = centroids**2 / (centroids**2).sum(axis=1, keepdims=True)
+    fresh = [pattern_name(shares[i], book, np.median(mix.breadth[members == i])) for i in range(k)]
     personas.names = carry_names(personas, fresh, previous)
     personas.descriptions = [describe(personas, i) for i in range(k)]
     assigned = np.where(members >= 0, np.asarray(personas.names, dtype=object)[members], NOT_ADOPTED)
@@ -190,9 +201,7 @@ def describe(personas: Personas, i: int) -> str:
     c = personas.centroids[i] ** 2
     shares = c / c.sum()
     top = np.argsort(-shares)[:3]
-    parts = ", ".join(
-        f"{personas.families[j].label} {shares[j]:.0%} (book {personas.book_shares[j]:.0%})" for j in top
-    )
+    parts = ", ".join(f"{personas.families[j].label} {shares[j]:.0%} (book {personas.book_shares[j]:.0%})" for j in top)
     return f"Accounts whose last 90 days of product use are mostly {parts}."
 
 
