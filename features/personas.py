@@ -208,9 +208,9 @@ class Personas:
             for col, (j, family) in enumerate(usable):
                 peers, own = self.renewing_days[k, j], days[row, col]
                 if peers >= GAP_MIN_DAYS and peers >= GAP_RATIO * own:
-                    found.append((peers / max(own, 0.5), gap_text(persona, family.label, peers, own)))
-            found.sort(key=lambda g: -g[0])
-            out[row] = "; ".join(text for _, text in found[:2]) or None
+                    found.append((peers / max(own, 0.5), peers - own, gap_text(persona, family.label, peers, own)))
+            found.sort(key=lambda g: (-g[0], -g[1]))
+            out[row] = "; ".join(text for *_, text in found[:2]) or None
         return out
 
 
