@@ -36,7 +36,7 @@ TIERS = (HIGH, MID, TECH)
 ONBOARDING = "onboarding"
 POOLS = (HIGH, MID, ONBOARDING)  # the capacities a policy sizes; tech_touch takes everyone else
 TOUCHED = (HIGH, MID)  # the human-touch tiers (an onboarding place is a mid_touch place of the onboarding pool)
-SEGMENTS = ("save", "onboard", "grow", "nurture")  # the playbook segments, in the order their rules apply
+SEGMENT_NAMES = ("save", "onboard", "grow", "nurture")  # the playbook segments, in the order their rules apply
 
 
 class _Strict(BaseModel):
@@ -71,7 +71,7 @@ class _PolicyFile(_Strict):
     hysteresis_margin: Annotated[float, Field(ge=0, lt=1)]
     escalate: _Escalate
     segments: _Segments
-    plays: dict[str, dict[Literal[SEGMENTS], Annotated[str, Field(min_length=1)]]] = {}  # persona -> segment -> play
+    plays: dict[str, dict[Literal[SEGMENT_NAMES], Annotated[str, Field(min_length=1)]]] = {}  # persona: segment: play
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def place(standing: Standing, policy: TierPolicy) -> np.ndarray:
     return np.where(high, HIGH, np.where(onboard | mid, MID, TECH)).astype(object)
 
 
-def plays(policy: TierPolicy, persona: ArrayLike | None, segment: np.ndarray) -> np.ndarray:
+def plays_for(policy: TierPolicy, persona: ArrayLike | None, segment: np.ndarray) -> np.ndarray:
     """The policy's play for each account's persona and segment (None where the policy names none)."""
     persona = np.full(len(segment), None, dtype=object) if persona is None else np.asarray(persona, dtype=object)
     return np.array(

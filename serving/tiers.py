@@ -35,7 +35,7 @@ from features.policy import (
     load_policy,
     overflow,
     place,
-    plays,
+    plays_for,
     pools,
 )
 
@@ -124,7 +124,7 @@ def labels(
         "previous_tier": previous,
         "pool": pools(tier, onboarding),
         "segment": segment.astype(object),
-        "play": plays(policy, scored.get("persona"), segment),
+        "play": plays_for(policy, scored.get("persona"), segment),
         "escalate": escalate,
         "onboarding_overflow": overflowed,
     }

@@ -140,6 +140,23 @@ def test_a_slight_perturbation_barely_moves_assignments_and_a_marked_change_move
     assert personas.assign(moved, previous=before)[row] == personas.names[target]
 
 
+def test_scoring_with_previous_scores_keeps_a_persona_within_the_margin(book):
+    models, frame = book
+    personas = models.churn.personas
+    scored = score_frame(frame, models, reasons=False)
+    dist = personas.distances(personas.mix(frame))
+    nearest, second = np.argsort(dist, axis=1)[:, 0], np.argsort(dist, axis=1)[:, 1]
+    rows = np.arange(len(frame))
+    close = (dist[rows, second] <= dist[rows, nearest] * (1 + personas.margin)) & (scored["persona"] != NOT_ADOPTED)
+    assert close.sum() >= 1
+    runner_up = np.asarray(personas.names, dtype=object)[second]
+    previous = scored[["account_id", "tier", "churn_risk"]].assign(persona=runner_up)
+    again = score_frame(frame, models, previous=previous, reasons=False)
+    assert (again["persona"][close] == runner_up[close]).all()  # last run's persona held: not clearly overtaken
+    far = ~close & (scored["persona"] != NOT_ADOPTED)
+    assert (again["persona"][far] == scored["persona"][far]).all()  # clearly overtaken: the nearest persona
+
+
 def test_a_retrain_keeps_the_names_of_the_same_patterns(book):
     models, frame = book
     previous = dataclasses.replace(models.churn.personas)
