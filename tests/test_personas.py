@@ -85,6 +85,7 @@ def test_too_little_activity_is_not_adopted_and_a_missing_count_column_is_named(
     assert assigned == {"A": "report_exported-led", "B": NOT_ADOPTED}  # B: 4 usage events in 90 days
     with pytest.raises(DataError, match="login__count_90d"):
         personas.assign(fs.frame.drop(columns=["login__count_90d"]))
+    assert learn_personas(fs.frame, fs.metrics) is None  # one active row: nothing to learn personas from
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ KS = range(2, 9)  # persona counts tried
 STABLE = 0.8  # prediction strength from which a k counts as stable (Tibshirani and Walther suggest 0.8-0.9)
 EXPLAINED = 0.8  # share of the usage mix's variance the personas should explain
 SPLITS = 3  # random halvings per k for the stability measure
+MIN_ROWS = 50  # rows with at least MIN_EVENTS usage events needed to learn personas at all
 MAX_ROWS = 4000  # training rows the personas are fitted on (a seeded sample of the adopted rows)
 SILHOUETTE_ROWS = 2000
 RULE = f"fewest personas with prediction strength >= {STABLE} explaining >= {EXPLAINED:.0%} of the mix's variance"
@@ -51,8 +52,11 @@ MATCH_MAX = 0.25  # centroid distance (square-root shares) up to which a retrain
 
 def learn_personas(
     frame: pd.DataFrame, metrics: MetricSet, previous: Personas | None = None, seed: int = 0
-) -> Personas:
+) -> Personas | None:
     """Personas from training snapshot rows (features plus `churn`/`growth` labels where known).
+
+    None when fewer than `MIN_ROWS` rows have enough activity to have a mix: the models train and
+    score as before, with an empty `persona` column, rather than personas made up from a handful of rows.
 
     Args:
         frame: snapshot rows (`Snapshots.frame`): the usage count columns, active days and labels.
@@ -63,10 +67,14 @@ def learn_personas(
     families = usage_families(metrics)
     mix = usage_mix(frame, families)
     adopted = np.flatnonzero(mix.volume >= MIN_EVENTS)
+    if len(adopted) < MIN_ROWS:
+        return None
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(adopted, size=min(MAX_ROWS, len(adopted)), replace=False))
     X = mix.roots[rows]
-    selection = {str(k): quality(X, k, seed) for k in KS if k < len(np.unique(X, axis=0))}
+    selection = {str(k): quality(X, k, seed) for k in KS if k < len(np.unique(X, axis=0)) // 2}
+    if not selection:  # every active row has one of a few mixes: nothing to learn
+        return None
     k = chosen_k(selection)
     centroids = KMeans(k, n_init=4, random_state=seed).fit(X).cluster_centers_
     order = np.lexsort(centroids.T[::-1])  # a fixed order for the same centroids, whatever the fit's label order
@@ -236,8 +244,11 @@ def champion_personas() -> Personas | None:
     return found[1].personas if found else None
 
 
-def log_personas(personas: Personas) -> None:
-    """Record the personas in the active MLflow run: the table, how k was chosen, the chosen k."""
+def log_personas(personas: Personas | None) -> None:
+    """Record the personas in the active MLflow run: the table, how k was chosen, the chosen k (0: none)."""
+    if personas is None:
+        mlflow.log_metric("personas_k", 0)
+        return
     table = pd.DataFrame(
         {
             "persona": personas.names,
@@ -252,8 +263,10 @@ def log_personas(personas: Personas) -> None:
     mlflow.log_metric("personas_k", personas.selection["chosen"])
 
 
-def persona_lines(personas: Personas) -> list[str]:
+def persona_lines(personas: Personas | None) -> list[str]:
     """The personas in a few lines for the training summary."""
+    if personas is None:
+        return [f"no adoption personas: under {MIN_ROWS} snapshot rows with {MIN_EVENTS:.0f}+ usage events in 90 days"]
     out = [f"{len(personas.names)} adoption personas ({personas.selection['rule']}):"]
     for name, text in zip(personas.names, personas.descriptions, strict=True):
         rates = personas.rates.get(name, {})
