@@ -110,7 +110,7 @@ class Personas:
         renewing_days: per persona, per family, median active days in 30 of its renewing training rows
             (NaN where a family has no active-days column): the yardstick of adoption gaps.
         rates: per persona name (and `not_adopted`): training rows, churn and growth base rates.
-        selection: how the number of personas was chosen (per k: silhouette, stability).
+        selection: how the number of personas was chosen (per k: explained variance, stability, silhouette).
         min_events: volume below which an account is `not_adopted`.
         margin: hysteresis margin (relative distance) for leaving a persona.
     """
