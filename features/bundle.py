@@ -22,6 +22,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from features.metrics import MetricSet
+from features.personas import Personas
 from features.tables import DataError
 
 
@@ -61,6 +62,8 @@ class ModelBundle:
     # Bundles saved before these existed load with both empty (no check, as before).
     directions: dict[str, int] = field(default_factory=dict)
     typical: dict[str, float] = field(default_factory=dict)
+    # Adoption personas learned in the same training run (`features.personas`); None in bundles saved before them.
+    personas: Personas | None = None
 
     def array(self, features: Mapping[str, ArrayLike]) -> np.ndarray:
         """The float array the booster reads: model columns in model order, categories as training codes.
@@ -152,6 +155,7 @@ class ModelBundle:
             "info": self.info,
             "directions": self.directions,
             "typical": self.typical,
+            "personas": self.personas.to_dict() if self.personas else None,
         }
         (folder / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
         return folder
@@ -162,6 +166,7 @@ class ModelBundle:
         folder = Path(folder)
         meta = json.loads((folder / "bundle.json").read_text())
         meta["metrics"] = MetricSet.from_dict(meta["metrics"])
+        meta["personas"] = Personas.from_dict(meta["personas"]) if meta.get("personas") else None
         return cls(booster=lgb.Booster(model_file=str(folder / "booster.txt")), **meta)
 
 

@@ -46,6 +46,18 @@ PLANS = ("starter", "growth", "enterprise")
 INDUSTRIES = ("software", "fintech", "healthcare", "retail", "manufacturing", "education", "media", "logistics")
 REGIONS = ("NA", "EMEA", "APAC", "LATAM")
 SECONDS_PER_DAY = 86_400
+# Hidden use cases (an option, off by default so every seed's default world stays as it was): what each
+# account bought the product for, as multipliers on its monthly usage rates in `MONTHLY_EVENTS` order.
+# Automation accounts keep an integration syncing; other accounts sync rarely. The truth is never written
+# into the data contract tables: `hidden_use_cases` gives it, and `write_demo_world` puts it in its own file.
+USE_CASES = {
+    "core": (1.0, 1.0, 1.0, 1.0, 0.03, 1.0, 1.0, 1.0),
+    "reporting": (1.0, 0.8, 0.5, 6.0, 0.03, 1.0, 1.0, 1.0),
+    "automation": (0.6, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+    "collaboration": (1.0, 0.5, 4.0, 1.0, 0.03, 1.0, 1.0, 1.0),
+}
+USE_CASE_SHARES = (0.4, 0.2, 0.2, 0.2)
+USE_CASES_FILE = "hidden_use_cases.csv"  # next to the tables; no tierwise command reads it
 NS_PER_SECOND = 1_000_000_000
 
 
@@ -84,6 +96,7 @@ class Book:
     onboarding: np.ndarray  # hidden onboarding quality; shows as milestones in the first weeks
     health_mean: np.ndarray  # where the hidden health drifts back to
     firmo_risk: np.ndarray  # small churn log-odds from segment and plan
+    use_case: np.ndarray | None = None  # index into USE_CASES when the world has hidden use cases
 
     @property
     def n(self) -> int:
@@ -129,7 +142,12 @@ class Log:
 
 
 def write_demo_world(
-    out_dir: Path, n_accounts: int = 2000, seed: int = 0, end: date = date(2026, 10, 31), fmt: str = "parquet"
+    out_dir: Path,
+    n_accounts: int = 2000,
+    seed: int = 0,
+    end: date = date(2026, 10, 31),
+    fmt: str = "parquet",
+    use_cases: bool = False,
 ) -> dict[str, int]:
     """Simulate a customer book and write ``accounts``, ``subscriptions`` and ``events`` into ``out_dir``.
 
@@ -143,6 +161,8 @@ def write_demo_world(
         seed: the world; the same seed always writes identical tables.
         end: last day of the data; terms may run past it, events stop at its end.
         fmt: ``"parquet"`` or ``"csv"``.
+        use_cases: give accounts hidden use cases that shape their event mix (`USE_CASES`); the truth goes
+            to ``USE_CASES_FILE`` beside the tables, which no tierwise command reads.
 
     Returns:
         Row counts per table, e.g. ``{"accounts": 2000, "subscriptions": ..., "events": ...}``.
@@ -151,14 +171,16 @@ def write_demo_world(
         raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = dict(zip(("accounts", "subscriptions", "events"), simulate(n_accounts, seed, end), strict=True))
+    tables = dict(zip(("accounts", "subscriptions", "events"), simulate(n_accounts, seed, end, use_cases), strict=True))
     for name, frame in tables.items():
         write_table(frame, out_dir / f"{name}.{fmt}")
+    if use_cases:
+        write_table(hidden_use_cases(n_accounts, seed), out_dir / USE_CASES_FILE)
     return {name: len(frame) for name, frame in tables.items()}
 
 
 def simulate(
-    n_accounts: int, seed: int = 0, end: date = date(2026, 10, 31)
+    n_accounts: int, seed: int = 0, end: date = date(2026, 10, 31), use_cases: bool = False
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Simulate the book and return ``(accounts, subscriptions, events)`` frames in the data contract.
 
@@ -169,8 +191,25 @@ def simulate(
     rng = np.random.default_rng(seed)
     cal = calendar(end)
     book = book_of_accounts(rng, n_accounts)
+    if use_cases:
+        book.use_case = use_case_draws(n_accounts, seed)
     log, state = run_months(rng, book, cal)
     return accounts_table(book, cal), subscriptions_table(log), events_table(rng, book, state, log, cal)
+
+
+def use_case_draws(n_accounts: int, seed: int) -> np.ndarray:
+    """Each account's hidden use case (index into `USE_CASES`), from a stream of its own.
+
+    A separate generator keeps the rest of the world's draws independent of the option, and lets
+    `hidden_use_cases` give the truth without simulating the book.
+    """
+    return np.random.default_rng([seed, 14]).choice(len(USE_CASES), size=n_accounts, p=USE_CASE_SHARES)
+
+
+def hidden_use_cases(n_accounts: int, seed: int) -> pd.DataFrame:
+    """The truth of a world written with ``use_cases=True``: ``account_id, use_case`` (for tests and docs only)."""
+    names = np.array(list(USE_CASES), dtype=object)[use_case_draws(n_accounts, seed)]
+    return pd.DataFrame({"account_id": pd.Series(account_ids(n_accounts), dtype="str"), "use_case": names})
 
 
 def calendar(end: date) -> Calendar:
@@ -477,13 +516,14 @@ def month_usage(rng: np.random.Generator, book: Book, cal: Calendar, state: Stat
     tickets = rng.poisson(0.1 + 0.04 * np.sqrt(users) + 1.3 * (1 - e) ** 2) * (active > 0)
     tickets = tickets + state.tickets[0, idx].astype(np.int64)
     per_user = active * style
+    mix, automation = use_case_mix(book, idx)
     counts = np.stack(
         [
-            rng.poisson(per_user * (1.0 + 2.6 * e)),
-            rng.poisson(per_user * (0.5 + 1.7 * e)),
-            rng.poisson(per_user * adopted * (0.3 + 1.8 * e)),
-            rng.poisson(per_user * 0.2 * (0.4 + e)),
-            rng.poisson(state.integrated[idx] * days * (0.3 + 0.6 * e)),
+            rng.poisson(per_user * (1.0 + 2.6 * e) * mix[:, 0]),
+            rng.poisson(per_user * (0.5 + 1.7 * e) * mix[:, 1]),
+            rng.poisson(per_user * adopted * (0.3 + 1.8 * e) * mix[:, 2]),
+            rng.poisson(per_user * 0.2 * (0.4 + e) * mix[:, 3]),
+            rng.poisson((state.integrated[idx] | automation) * days * (0.3 + 0.6 * e) * mix[:, 4]),
             tickets,
             np.minimum(rng.binomial(active, 0.3), 5) * surveyed,
             invites,
@@ -495,6 +535,14 @@ def month_usage(rng: np.random.Generator, book: Book, cal: Calendar, state: Stat
     state.nps[idx] = np.where(surveyed & (counts[:, 6] > 0), 0.5 * state.nps[idx] + 0.5 * nps_mean, state.nps[idx])
     offset = state.champion_gone[idx].astype(np.int64)
     return idx, start, days, active, offset, nps_mean, counts
+
+
+def use_case_mix(book: Book, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per account in ``idx``: usage-rate multipliers (`USE_CASES`) and whether its use case keeps a sync running."""
+    if book.use_case is None:
+        return np.ones((len(idx), len(MONTHLY_EVENTS))), np.zeros(len(idx), dtype=bool)
+    cases = book.use_case[idx]
+    return np.array(list(USE_CASES.values()))[cases], cases == list(USE_CASES).index("automation")
 
 
 def add_mid_term_seats(rng: np.random.Generator, book: Book, cal: Calendar, state: State, log: Log, t: int) -> None:

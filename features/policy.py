@@ -15,11 +15,12 @@ they are tech_touch and flagged, never silently tech touch only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import yaml
@@ -35,6 +36,7 @@ TIERS = (HIGH, MID, TECH)
 ONBOARDING = "onboarding"
 POOLS = (HIGH, MID, ONBOARDING)  # the capacities a policy sizes; tech_touch takes everyone else
 TOUCHED = (HIGH, MID)  # the human-touch tiers (an onboarding place is a mid_touch place of the onboarding pool)
+SEGMENT_NAMES = ("save", "onboard", "grow", "nurture")  # the playbook segments, in the order their rules apply
 
 
 class _Strict(BaseModel):
@@ -69,6 +71,7 @@ class _PolicyFile(_Strict):
     hysteresis_margin: Annotated[float, Field(ge=0, lt=1)]
     escalate: _Escalate
     segments: _Segments
+    plays: dict[str, dict[Literal[SEGMENT_NAMES], Annotated[str, Field(min_length=1)]]] = {}  # persona: segment: play
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class TierPolicy:
         save_min_risk: churn risk from which an account is in the `save` segment.
         grow_min_potential: growth potential from which an account is in the `grow` segment.
         source: the file it was read from (recorded with training runs).
+        plays: optional plays per adoption persona and segment (persona -> segment -> play); the
+            personas are checked against the model's at scoring (`features.personas.check_plays`).
     """
 
     capacity: dict[str, int]
@@ -96,6 +101,7 @@ class TierPolicy:
     save_min_risk: float
     grow_min_potential: float
     source: str = ""
+    plays: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
     def csms(self, pool: str) -> int:
         """CSMs staffing a pool (places / accounts per CSM; 0 when a CSM holds no accounts)."""
@@ -130,6 +136,7 @@ def load_policy(path: Path | str | None = None) -> TierPolicy:
         save_min_risk=parsed.segments.save_min_risk,
         grow_min_potential=parsed.segments.grow_min_potential,
         source=str(path),
+        plays={persona: dict(by_segment) for persona, by_segment in parsed.plays.items()},
     )
 
 
@@ -212,6 +219,14 @@ def place(standing: Standing, policy: TierPolicy) -> np.ndarray:
     onboard = top_k(held, ids, standing.onboarding & ~high, policy.capacity[ONBOARDING])
     mid = top_k(held, ids, ~standing.onboarding & ~high, policy.capacity[MID])
     return np.where(high, HIGH, np.where(onboard | mid, MID, TECH)).astype(object)
+
+
+def plays_for(policy: TierPolicy, persona: ArrayLike | None, segment: np.ndarray) -> np.ndarray:
+    """The policy's play for each account's persona and segment (None where the policy names none)."""
+    persona = np.full(len(segment), None, dtype=object) if persona is None else np.asarray(persona, dtype=object)
+    return np.array(
+        [policy.plays.get(p, {}).get(s) for p, s in zip(persona.tolist(), segment.tolist(), strict=True)], dtype=object
+    )
 
 
 def pools(tier: np.ndarray, onboarding: np.ndarray) -> np.ndarray:

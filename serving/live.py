@@ -51,7 +51,7 @@ class Book:
     Attributes:
         answers: account id -> its lookup answer (JSON-ready; `stale` is added per request).
         previous: the stored columns `changes` compares a posted row with (account id, risk,
-            reasons), as arrays.
+            reasons) and the persona it holds (hysteresis), as arrays.
         standing: the stored accounts as tiering reads them, so a posted row's tier is proposed
             by re-ranking arrays (`serving.online.with_proposals`).
         as_of: the as-of date of the batch (the latest when the store mixes dates).
@@ -128,7 +128,7 @@ def read_book(path: Path) -> Book:
 
 def stored_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The columns `changes` reads, as arrays (reasons only where the batch had them)."""
-    return {c: frame[c].to_numpy() for c in ("account_id", "churn_risk", "reasons_json") if c in frame}
+    return {c: frame[c].to_numpy() for c in ("account_id", "churn_risk", "reasons_json", "persona") if c in frame}
 
 
 def held_standing(rows: pd.DataFrame) -> Standing:

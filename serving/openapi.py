@@ -75,6 +75,9 @@ SCORED_ACCOUNT = {
         "tier": NULLABLE_TEXT,
         "previous_tier": NULLABLE_TEXT,
         "segment": NULLABLE_TEXT,
+        "persona": {**NULLABLE_TEXT, "description": "adoption persona learned from the usage mix, or not_adopted"},
+        "play": {**NULLABLE_TEXT, "description": "the tier policy's play for the persona and segment, if it names one"},
+        "adoption_gaps": {**NULLABLE_TEXT, "description": "where renewing accounts of the same persona use more"},
         "reasons": {
             "type": "object",
             "required": ["churn", "growth"],

@@ -36,7 +36,8 @@ from tierwise import settings
 
 TEMPLATES = Path(__file__).with_name("templates")
 # The report reads the scoring output; it needs everything up to the reasons, not the extras after them.
-REQUIRED = [c for c in OUTPUT[: OUTPUT.index("reasons_json") + 1] if c not in ("lifecycle_stage", *GROWTH_REASONS)]
+OPTIONAL = ("lifecycle_stage", *GROWTH_REASONS, "persona", "play", "adoption_gaps")  # absent from older score files
+REQUIRED = [c for c in OUTPUT[: OUTPUT.index("reasons_json") + 1] if c not in OPTIONAL]
 NUMBERS = ["churn_risk", "growth_potential", "arr", "arr_at_risk", "expected_expansion", "days_to_renewal"]
 QUARTER_DAYS = 90
 SHOWN = 50  # rows per list; the scores file has the rest
@@ -102,6 +103,7 @@ def render(scores: pd.DataFrame, source: str, policy: TierPolicy | None = None) 
         "capacity": capacity(scores, policy),
         "last_time": last_time(first_value(scores, "churn_model_version"), policy),
         "by_segment": breakdown(scores, "segment", list(SEGMENTS)),
+        "by_persona": breakdown(scores, "persona", []) if "persona" in scores else [],  # none in older score files
         "playbooks": SEGMENTS,
         "renewals": renewals(scores),
         "histogram": histogram(scores["churn_risk"].to_numpy(float)),

@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 
 from features.build import MIN_HISTORY_DAYS
 from features.bundle import ModelBundle, numbers
+from features.personas import check_plays, persona_columns
 from features.tables import DataError
 from features.uplift import PeerUplift
 from serving import reasons as rs
@@ -41,12 +42,15 @@ OUTPUT = [
     "previous_tier",
     "pool",
     "segment",
+    "persona",
+    "play",
     "escalate",
     "onboarding_overflow",
     "insufficient_history",
     "lifecycle_stage",
     *REASONS,
     *GROWTH_REASONS,
+    "adoption_gaps",
     "reasons_json",
     "changes",
     "churn_model_version",
@@ -82,8 +86,8 @@ def score_frame(
             when absent).
         models: from `serving.registry.load_models`.
         policy: a `serving.tiers.TierPolicy`; the shipped default when None.
-        previous: last run's scored output (`account_id`, `tier`, `churn_risk`, `reasons_json`):
-            tiers keep their place unless clearly overtaken, and `changes` says what moved.
+        previous: last run's scored output (`account_id`, `tier`, `churn_risk`, `reasons_json`, `persona`):
+            tiers and personas keep their place unless clearly overtaken, and `changes` says what moved.
         reasons: word the SHAP drivers (the costly part); without them the reason columns are empty.
         on_rows: called with the number of rows done after each chunk (progress bars).
 
@@ -96,8 +100,10 @@ def score_frame(
     """
     from serving.tiers import assign_tiers, load_policy
 
+    policy = policy or load_policy()
+    check_plays(policy.plays, models.churn.personas, policy.source)
     scored = pd.DataFrame(score_columns(features, models, previous, reasons, on_rows))
-    return assign_tiers(scored, policy or load_policy(), previous)[OUTPUT]
+    return assign_tiers(scored, policy, previous)[OUTPUT]
 
 
 def score_columns(
@@ -124,6 +130,7 @@ def score_columns(
         if on_rows:
             on_rows(len(chunks[-1]["account_id"]))
     scored = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+    scored |= persona_columns(models.churn.personas, columns, previous)  # last run's personas keep their place
     said = changes(scored, previous, models.churn) if previous is not None else [None] * rows
     scored["changes"] = np.asarray(said, dtype=object)
     return scored

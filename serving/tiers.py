@@ -35,6 +35,7 @@ from features.policy import (
     load_policy,
     overflow,
     place,
+    plays_for,
     pools,
 )
 
@@ -72,7 +73,7 @@ REQUIRED = (
 
 
 def assign_tiers(scored: pd.DataFrame, policy: TierPolicy, previous: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Add `tier`, `previous_tier`, `pool`, `segment`, `escalate` and `onboarding_overflow` to scored accounts.
+    """Add `tier`, `previous_tier`, `pool`, `segment`, `play`, `escalate` and `onboarding_overflow` to scored accounts.
 
     Pools are filled by value at stake, highest first, never beyond capacity (`features.policy.place`):
     high_touch from every account, the onboarding pool from onboarding accounts, mid_touch from
@@ -123,6 +124,7 @@ def labels(
         "previous_tier": previous,
         "pool": pools(tier, onboarding),
         "segment": segment.astype(object),
+        "play": plays_for(policy, scored.get("persona"), segment),
         "escalate": escalate,
         "onboarding_overflow": overflowed,
     }

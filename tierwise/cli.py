@@ -79,11 +79,14 @@ def demo_data(
     accounts: Annotated[int, typer.Option(min=1, max=MAX_ACCOUNTS, help="Number of accounts to simulate.")] = 2000,
     seed: Seed = 0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.", callback=table_format)] = "parquet",
+    use_cases: Annotated[
+        bool, typer.Option(help="Hidden use cases shape each account's event mix (truth in hidden_use_cases.csv).")
+    ] = False,
 ) -> None:
     """Write a simulated B2B SaaS book of accounts in the data contract."""
     from features.demo_world import write_demo_world
 
-    counts = write_demo_world(out, n_accounts=accounts, seed=seed, fmt=fmt)
+    counts = write_demo_world(out, n_accounts=accounts, seed=seed, fmt=fmt, use_cases=use_cases)
     console.print(f"[green]demo world written to {out}[/green]: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 

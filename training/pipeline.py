@@ -33,6 +33,7 @@ from training import model
 from training.backtest import Backtest, run_backtest
 from training.coverage import Replay, coverage_table, log_replay, replay_policy
 from training.data_quality import log_data_quality
+from training.personas import champion_personas, learn_personas, log_personas, persona_lines
 from training.publish import Fitted, Published, publish
 from training.registry import use_experiment
 from training.report import plain_baseline_warnings, summary_table
@@ -118,10 +119,13 @@ def train(
         experiment_id = use_experiment(experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train as of {snap.frame['as_of'].max().date()}"):
             common = log_inputs(snap, tune, seed, capacity)
+            personas = learn_personas(snap.frame, snap.features.metrics, champion_personas(), seed)
+            log_personas(personas)
             fitted, published = {}, {}
             for target in TARGETS:
                 progress.update(task, description=f"{target}: {'tuning, ' if tune else ''}backtest and final model")
                 fitted[target] = fit_target(snap, target, common, tune, seed, capacity, max_rounds)
+                fitted[target].bundle.personas = personas  # stored with both models, reapplied at scoring
                 progress.update(task, advance=1, description=f"{target}: logging and registering")
                 published[target] = publish(fitted[target], target, f"{target}_model", seed)
                 progress.update(task, advance=1)
@@ -129,6 +133,7 @@ def train(
             replay = replay_policy(snap, {t: f.backtest for t, f in fitted.items()}, tier_policy)
             log_replay(replay)
             run_id = mlflow.active_run().info.run_id
+    console.print("\n".join(persona_lines(personas)), soft_wrap=True)
     return finish(run_id, fitted, published, console, replay)
 
 
