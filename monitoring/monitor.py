@@ -22,7 +22,7 @@ from monitoring import drift as dr
 from monitoring import freshness as fr
 from monitoring import runs
 from monitoring.estimate import Estimate, estimate
-from monitoring.realised import CONFIDENCE, Realised, is_matured, judge, outcomes, realised
+from monitoring.realised import CONFIDENCE, Realised, is_matured, judge, label_window_days, outcomes, realised
 from tierwise import settings
 
 CONDITIONS = ("degraded", "drift", "stale")
@@ -56,6 +56,7 @@ class VersionReport:
     version: str
     run_id: str | None
     horizon_days: int | None
+    label_window_days: int | None  # a batch's outcomes are all known this many days after its as-of date
     promised: dict[str, float]
     realised: list[Realised]
     pending: list[str]  # as-of dates still inside their label window
@@ -203,7 +204,7 @@ def version_report(
     dates = sorted(rows["as_of"].unique())
     if record is None:
         note = f"version {version} is not in the tracking store {settings.tracking_store()}: nothing to judge it by"
-        return VersionReport(version, None, None, {}, [], [day(d) for d in dates], note), []
+        return VersionReport(version, None, None, None, {}, [], [day(d) for d in dates], note), []
     matured = [d for d in dates if is_matured(d, tables.data_end, record.horizon_days, record.rules)]
     judged = []
     if matured:
@@ -214,8 +215,9 @@ def version_report(
     estimates = [
         estimate(rows.loc[rows["as_of"] == d, "churn_risk"].to_numpy(dtype=float), day(d), version) for d in pending
     ]
+    window = label_window_days(record.horizon_days, record.rules)
     report = VersionReport(
-        version, record.run_id, record.horizon_days, record.promised, judged, [day(d) for d in pending]
+        version, record.run_id, record.horizon_days, window, record.promised, judged, [day(d) for d in pending]
     )
     return report, estimates
 
@@ -328,3 +330,35 @@ def retrain_reasons(result: Monitoring) -> list[str]:
     if reasons and any(a.condition == "stale" for a in result.alarms):
         reasons.append("but fix the stale data first: a model retrained on broken tracking learns the breakage")
     return reasons
+
+
+def log_monitoring(result: Monitoring) -> dict[str, str]:
+    """Log each known version's figures to MLflow (a run tagged with the version); returns version -> run id.
+
+    Realised figures are logged per judged batch (step = the batch's position, oldest first); the
+    version that scored the newest batch also gets the estimate of that batch and its drift.
+    """
+    logged = {}
+    summary = result.summary()
+    for v, part in zip(result.versions, summary["versions"], strict=True):
+        if v.run_id is None:
+            continue
+        steps = [
+            {f"realised_{k}": getattr(b, k) for k in ("roc_auc", "pr_auc", "brier", "lift_top_decile")}
+            | {"realised_arr_recall_touched": b.arr_recall_touched, "degraded_margin": b.margin, "churned": b.churned}
+            for b in v.realised
+        ]
+        latest = {}
+        if result.drift is not None and result.drift.version == v.version:
+            newest = [e for e in result.estimates if e.as_of == result.drift.as_of and e.version == v.version]
+            if newest:
+                latest |= {f"estimated_{k}": getattr(newest[0], k) for k in ("roc_auc", "pr_auc", "brier")}
+            if result.drift.features:
+                latest["max_top_feature_psi"] = max((f.psi for f in result.drift.features if f.top), default=0.0)
+            if result.drift.prediction_psi is not None:
+                latest["prediction_psi"] = result.drift.prediction_psi
+        if latest:
+            steps.append(latest)
+        status = "degraded" if v.degraded else "ok"
+        logged[v.version] = runs.log_version(v.version, steps, part | {"alarms": summary["alarms"]}, status)
+    return logged

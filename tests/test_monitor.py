@@ -1,0 +1,162 @@
+"""`tierwise monitor` proves its alarms on worlds where something really went wrong, and stays quiet where nothing did.
+
+One model (the session's `trained_store`, trained on the seed-7 demo world) scores monthly batches of
+OTHER worlds drawn from the same simulator: a stable world is a fresh book of the same kind, so the
+model's backtest promise should hold there; a world with a tracking stop or a concept shift is the same
+kind of book until something breaks. Every batch goes through the real score history and the real
+MLflow store.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features.build import build_features
+from features.demo_world import WorldChanges, write_demo_world
+from features.errors import DataError
+from features.tables import load_tables
+from monitoring.monitor import MonitorConfig, run_monitor
+from monitoring.runs import EXPERIMENT
+from serving.history import append_batch
+from serving.registry import CHURN, load_models
+from serving.scoring import score_frame
+from tierwise.cli import main
+
+pytestmark = pytest.mark.slow
+MONTHLY = pd.date_range("2025-09-01", "2026-10-01", freq="MS")  # 11 batches have outcomes by the data's end
+STOP = ("feature_b_used", date(2026, 9, 10))
+SHIFT = date(2026, 2, 1)
+SHIFT_ACCOUNTS = 1000  # ~50 churners a batch: a margin narrow enough to see a fall in ROC AUC of ~0.15
+STABLE_SEEDS = (8, 10, 11)
+
+
+def history_of(world: Path, dates: pd.DatetimeIndex, root: Path) -> Path:
+    """Score `world` with the champions on each date and append each batch to the history at `root`."""
+    models = load_models()
+    frame = build_features(load_tables(world), dates, metrics=models.churn.metrics).frame
+    for _, rows in frame.groupby("as_of"):
+        append_batch(score_frame(rows.reset_index(drop=True), models, reasons=False), root)
+    return root
+
+
+def world(tmp_path_factory, name: str, accounts: int, seed: int, changes: WorldChanges | None = None) -> Path:
+    out = tmp_path_factory.mktemp(name)
+    write_demo_world(out, n_accounts=accounts, seed=seed, changes=changes)
+    return out
+
+
+@pytest.fixture(scope="module")
+def stopped(trained_store, tmp_path_factory) -> tuple[Path, Path]:
+    """A world whose feature_b_used events stop being tracked on 2026-09-10, and its history of two batches."""
+    data = world(tmp_path_factory, "stopped", 400, 9, WorldChanges(tracking_stop=STOP))
+    dates = pd.DatetimeIndex(["2026-09-01", "2026-10-01"])
+    return data, history_of(data, dates, tmp_path_factory.mktemp("stopped_history"))
+
+
+@pytest.fixture(scope="module")
+def shifted(trained_store, tmp_path_factory):
+    """The monitor's result on a world whose churn drivers change on `SHIFT`."""
+    data = world(tmp_path_factory, "shifted", SHIFT_ACCOUNTS, 12, WorldChanges(concept_shift=SHIFT))
+    return run_monitor(data, history_of(data, MONTHLY, tmp_path_factory.mktemp("shifted_history")))
+
+
+def run_cli(monkeypatch, *args: str) -> int:
+    """`tierwise ARGS` in-process through the console entry point; its exit code."""
+    monkeypatch.setattr(sys, "argv", ["tierwise", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return exit_.value.code
+
+
+def test_a_tracking_stop_is_stale_naming_the_event_type_and_the_date(stopped, tmp_path, monkeypatch, capsys):
+    data, history = stopped
+    summary, page = tmp_path / "monitor.json", tmp_path / "monitor.html"
+    args = ["monitor", "--data", str(data), "--history", str(history), "--json", str(summary), "--out", str(page)]
+    assert run_cli(monkeypatch, *args, "--fail-on", "stale") == 1
+    assert "failing: stale" in capsys.readouterr().err
+    found = json.loads(summary.read_text())
+    stale = [a for a in found["alarms"] if a["condition"] == "stale"]
+    assert [a["subject"] for a in stale] == ["event feature_b_used"]  # the other eight event types still arrive
+    assert "no event since 2026-09-10" in stale[0]["evidence"]
+    assert found["conditions"]["stale"] is True
+    stream = next(s for s in found["streams"] if s["name"] == "feature_b_used")
+    assert (stream["status"], stream["since"], stream["last_seen"]) == ("stopped", "2026-09-10", "2026-09-09")
+    html = page.read_text()
+    assert "feature_b_used" in html and "no event since 2026-09-10" in html and "<script" not in html
+    # the figures are in MLflow, under the version that scored the batches
+    version = found["versions"][0]["version"]
+    runs = mlflow.search_runs(
+        experiment_names=[EXPERIMENT], filter_string=f"tags.`tierwise.model_version` = '{version}'"
+    )
+    assert len(runs) >= 1
+    assert MlflowClient().get_model_version(CHURN, version).tags["monitor_status"] in ("ok", "degraded")
+    # the same world without --fail-on stale does not fail the scheduler
+    assert run_cli(monkeypatch, "monitor", "--data", str(data), "--history", str(history), "--no-log") == 0
+
+
+def test_a_concept_shift_degrades_the_batches_after_it_with_the_figures(shifted):
+    (version,) = shifted.versions
+    unaffected = pd.Timestamp(SHIFT) - pd.Timedelta(
+        days=version.label_window_days
+    )  # label windows that close before the shift
+    degraded = [b for b in version.realised if b.degraded]
+    assert len(version.realised) >= 10
+    assert all(pd.Timestamp(b.as_of) > unaffected for b in degraded)  # no false alarm before the shift
+    after = [b for b in version.realised if pd.Timestamp(b.as_of) >= pd.Timestamp(SHIFT)]
+    assert len(degraded) >= 3 and sum(b.degraded for b in after) >= len(after) - 1
+    for b in degraded:
+        assert b.roc_auc + b.margin < version.promised["roc_auc"]
+    (alarm,) = [a for a in shifted.alarms if a.condition == "degraded"]
+    assert alarm.subject == f"tierwise-churn v{version.version}"
+    assert f"as of {degraded[0].as_of}: realised ROC AUC {degraded[0].roc_auc:.3f}" in alarm.evidence
+    assert any("degraded" in r for r in shifted.retrain)
+    # the estimate cannot see a concept shift (it trusts the probabilities): it stays near the promise
+    assert all(e.roc_auc > max(b.roc_auc for b in degraded) for e in shifted.estimates)
+
+
+@pytest.mark.parametrize("seed", STABLE_SEEDS)
+def test_a_stable_world_raises_no_alarm(trained_store, tmp_path_factory, seed):
+    data = world(tmp_path_factory, f"stable{seed}", 400, seed)
+    result = run_monitor(data, history_of(data, MONTHLY, tmp_path_factory.mktemp(f"stable{seed}_history")))
+    assert result.alarms == [] and result.retrain == []
+    (version,) = result.versions
+    assert len(version.realised) >= 10 and all(b.churned > 0 for b in version.realised)  # judged, not skipped
+    assert result.drift is not None and len(result.drift.features) > 20 and result.drift.prediction_psi is not None
+    assert all(s.status == "ok" for s in result.streams) and len(result.estimates) == 3
+
+
+def test_an_empty_history_and_bad_rows_are_one_clear_error(trained_store, tmp_path):
+    with pytest.raises(DataError, match="no batches yet"):
+        run_monitor(trained_store.data_dir, tmp_path / "nothing")
+    broken = tmp_path / "broken"
+    append_batch(pd.DataFrame({"account_id": ["ACC-000001"], "as_of": [pd.Timestamp("2026-10-01")]}), broken)
+    with pytest.raises(DataError, match="lack column"):
+        run_monitor(trained_store.data_dir, broken, MonitorConfig())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fail-on", "degraded,late"], "late: use any of degraded, drift, stale"),
+        (["--json", "{tmp}/summary.txt"], ".json"),
+        (["--out", "{tmp}/page.pdf"], ".html"),
+        (["--data", "{tmp}/missing"], "does not exist"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(trained_store, tmp_path, monkeypatch, capsys, args, message):
+    base = {"--data": str(trained_store.data_dir), "--history": str(tmp_path / "h")}
+    for key, value in zip(args[::2], args[1::2], strict=True):
+        base[key] = value.format(tmp=tmp_path)
+    argv = [part for pair in base.items() for part in pair]
+    assert run_cli(monkeypatch, "monitor", *argv) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("summary*")) and not list(tmp_path.glob("page*"))
