@@ -15,6 +15,7 @@ import pandas as pd
 
 RECENT_DAYS = 91  # the newest quarter of the training window (see `feature_profile`)
 BINS = 10  # deciles of the training values: the usual resolution of a population stability index
+QUANTILES = np.linspace(0, 1, BINS + 1)[1:-1]  # taken as observed values: a count's edge is a count
 MERGE_SHARE = 0.05  # edges closer than this share of the edges' span are one edge (`merged_edges`)
 
 
@@ -51,7 +52,7 @@ def profile_entry(values: pd.Series, categorical: bool = False) -> dict:
     else:
         finite = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         finite = finite[np.isfinite(finite)]
-        inner = np.quantile(finite, np.linspace(0, 1, BINS + 1)[1:-1]) if len(finite) else np.array([])
+        inner = np.quantile(finite, QUANTILES, method="inverted_cdf") if len(finite) else np.array([])
         entry = {"kind": "numeric", "edges": merged_edges(np.unique(inner))}
     entry["shares"] = [float(s) for s in shares(entry, values)]
     return entry
