@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from features.errors import DataError
 from features.subscriptions import LabelRules
+from serving.redact import public_text
 from serving.registry import CHURN
 from tierwise import settings
 
@@ -46,13 +47,25 @@ class VersionRecord:
 
 
 def version_record(version: str) -> VersionRecord | None:
-    """The training facts of `tierwise-churn` version `version`, or None when the store does not hold it."""
-    mlflow.set_tracking_uri(settings.tracking_uri())
+    """The training facts of `tierwise-churn` version `version`, or None when the store does not hold it.
+
+    Raises:
+        DataError: the tracking store cannot be reached (a missing driver, a refused login, a host down).
+    """
+    uri = settings.tracking_uri()
+    db = settings.sqlite_path(uri)
+    if db is not None and not db.exists():
+        return None  # no store: nothing to read, and monitoring must not create an empty one as a side effect
+    mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     try:
         run = client.get_run(client.get_model_version(CHURN, str(version)).run_id)
     except MlflowException:
         return None
+    except Exception as exc:
+        raise DataError(
+            f"cannot reach the MLflow tracking store {settings.tracking_store()}: {public_text(exc)}"
+        ) from exc
     params, metrics = run.data.params, run.data.metrics
     return VersionRecord(
         version=str(version),
@@ -102,6 +115,5 @@ def log_version(version: str, metrics_by_step: list[dict[str, float]], summary: 
         client.set_model_version_tag(CHURN, version, "monitor_status", status)
         client.set_model_version_tag(CHURN, version, "monitor_run", run.info.run_id)
     except MlflowException as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"cannot log monitoring to {settings.redact_uri(uri)}: {settings.redact_uri(first)}") from exc
+        raise DataError(f"cannot log monitoring to {settings.tracking_store()}: {public_text(exc)}") from exc
     return run.info.run_id
