@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.subscriptions import contract_state
+from features.tables import Tables
 
 LOOKBACK_DAYS = 180
 MIN_DAYS_BEFORE = 28
@@ -40,6 +41,18 @@ class Stream:
     since: str | None = None  # first day of the new rate
     rate_before: float = float("nan")  # events per day before `since`
     rate_after: float = float("nan")
+
+
+def latest_rows(tables: Tables) -> dict[str, str]:
+    """The newest date each table holds: last event, last subscription row started, last account created.
+
+    Shown, not alarmed: a billing export that stopped updating shows here as a date far behind the events.
+    """
+    return {
+        "events": str(tables.events["timestamp"].max().date()),
+        "subscriptions": str(tables.subscriptions["start_date"].max().date()),
+        "accounts": str(tables.accounts["created_at"].max().date()),
+    }
 
 
 def streams(events: pd.DataFrame, data_end: pd.Timestamp) -> list[Stream]:

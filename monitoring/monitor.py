@@ -91,6 +91,7 @@ class Monitoring:
     versions: list[VersionReport]
     estimates: list[Estimate]  # batches still waiting for outcomes, newest last
     drift: Drift | None
+    latest_rows: dict[str, str]  # the newest date of each table
     streams: list[fr.Stream]
     silence: fr.Silence
     silence_before: fr.Silence
@@ -179,6 +180,7 @@ def monitor_scores(tables: Tables, scores: pd.DataFrame, source: str, config: Mo
         versions=versions,
         estimates=sorted(estimates, key=lambda e: e.as_of),
         drift=newest_drift(tables, scores, records, config),
+        latest_rows=fr.latest_rows(tables),
         streams=fr.streams(tables.events, data_end),
         silence=now,
         silence_before=before,

@@ -68,5 +68,5 @@ def chart(version: dict, estimates: list[dict]) -> dict:
         "ticks": ticks,
         "width": WIDTH,
         "height": HEIGHT,
-        "label_every": max(1, len(dots) // 12),
+        "label_every": max(1, -(-len(dots) // 7)),  # at most 7 date labels: wider ones overlap
     }

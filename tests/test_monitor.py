@@ -23,7 +23,7 @@ from features.build import build_features
 from features.demo_world import WorldChanges, write_demo_world
 from features.errors import DataError
 from features.tables import load_tables
-from monitoring.monitor import MonitorConfig, run_monitor
+from monitoring.monitor import MonitorConfig, monitor_scores, run_monitor
 from monitoring.runs import EXPERIMENT
 from serving.history import append_batch
 from serving.registry import CHURN, load_models
@@ -90,12 +90,13 @@ def test_a_tracking_stop_is_stale_naming_the_event_type_and_the_date(stopped, tm
     assert (stream["status"], stream["since"], stream["last_seen"]) == ("stopped", "2026-09-10", "2026-09-09")
     html = page.read_text()
     assert "feature_b_used" in html and "no event since 2026-09-10" in html and "<script" not in html
+    assert 'class="promise"' in html and 'class="estimate"' in html  # the chart: promise line, estimated batch
     # the figures are in MLflow, under the version that scored the batches
     version = found["versions"][0]["version"]
     runs = mlflow.search_runs(
         experiment_names=[EXPERIMENT], filter_string=f"tags.`tierwise.model_version` = '{version}'"
     )
-    assert len(runs) >= 1
+    assert len(runs) >= 1 and runs["metrics.estimated_roc_auc"].notna().all()
     assert MlflowClient().get_model_version(CHURN, version).tags["monitor_run"] == runs["run_id"].iloc[0]
 
 
@@ -141,6 +142,23 @@ def test_an_empty_history_and_bad_rows_are_one_clear_error(trained_store, tmp_pa
     append_batch(pd.DataFrame({"account_id": ["ACC-000001"], "as_of": [pd.Timestamp("2026-10-01")]}), broken)
     with pytest.raises(DataError, match="lack column"):
         run_monitor(trained_store.data_dir, broken, MonitorConfig())
+
+
+def test_a_version_the_store_does_not_hold_is_named_not_judged(trained_store):
+    tables = load_tables(trained_store.data_dir)
+    scores = pd.DataFrame(
+        {
+            "account_id": tables.accounts["account_id"].head(50),
+            "as_of": pd.Timestamp("2026-03-01"),
+            "churn_risk": 0.1,
+            "arr": 1000.0,
+            "churn_model_version": "999",
+        }
+    )
+    result = monitor_scores(tables, scores, "test", MonitorConfig())
+    (version,) = result.versions
+    assert "version 999 is not in the tracking store" in version.note and version.realised == []
+    assert result.drift is None and not result.holds("degraded")
 
 
 @pytest.mark.parametrize(

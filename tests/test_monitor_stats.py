@@ -115,6 +115,22 @@ def test_change_points_find_stops_and_collapses_but_not_noise_or_a_quiet_weekend
     assert change_point(daily([(173, 0.2), (MIN_DAYS_AFTER, 0.0)])) is None  # a rare event's quiet week
 
 
+def test_sources_are_watched_like_event_types():
+    days = pd.date_range("2026-03-01", "2026-08-31", freq="D")
+    events = pd.DataFrame(
+        {
+            "timestamp": days.repeat(4) + pd.Timedelta(hours=9),
+            "event": "login",
+            "source": np.tile(["web", "mobile"], len(days) * 2),
+        }
+    )
+    events = events[~((events["source"] == "mobile") & (events["timestamp"] >= "2026-08-01"))]
+    found = {(s.kind, s.name): s for s in streams(events, pd.Timestamp("2026-09-01"))}
+    assert found[("event", "login")].status == "collapsed" and found[("event", "login")].since == "2026-08-01"
+    assert (found[("source", "mobile")].status, found[("source", "mobile")].since) == ("stopped", "2026-08-01")
+    assert found[("source", "web")].status == "ok"
+
+
 def test_silent_accounts_alarm_only_when_the_share_clearly_grew():
     def silence(silent: int, total: int) -> Silence:
         return Silence("2026-10-01", 30, total, silent, [])
