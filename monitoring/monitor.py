@@ -10,7 +10,7 @@ the same object (`Monitoring.summary()` is plain data).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -164,7 +164,7 @@ def monitor_scores(tables: Tables, scores: pd.DataFrame, source: str, config: Mo
     versions, estimates = [], []
     for version, record in records.items():
         rows = scores[scores["churn_model_version"] == version]
-        report, pending = version_report(tables, rows, version, record, config)
+        report, pending = version_report(tables, data_end, rows, version, record, config)
         versions.append(report)
         estimates += pending
     latest = scores["as_of"].max()
@@ -200,14 +200,19 @@ def day(value) -> str:
 
 
 def version_report(
-    tables: Tables, rows: pd.DataFrame, version: str, record: runs.VersionRecord | None, config: MonitorConfig
+    tables: Tables,
+    data_end: pd.Timestamp,
+    rows: pd.DataFrame,
+    version: str,
+    record: runs.VersionRecord | None,
+    config: MonitorConfig,
 ) -> tuple[VersionReport, list[Estimate]]:
     """Realised figures of one version's matured batches and estimates of the rest."""
     dates = sorted(rows["as_of"].unique())
     if record is None:
         note = f"version {version} is not in the tracking store {settings.tracking_store()}: nothing to judge it by"
         return VersionReport(version, None, None, None, {}, [], [day(d) for d in dates], note), []
-    matured = [d for d in dates if is_matured(d, tables.data_end, record.horizon_days, record.rules)]
+    matured = [d for d in dates if is_matured(d, data_end, record.horizon_days, record.rules)]
     judged = []
     if matured:
         labelled = outcomes(tables.subscriptions, rows[rows["as_of"].isin(matured)], record.horizon_days, record.rules)
@@ -249,10 +254,22 @@ def newest_drift(
     if profile is None:
         report.note = "the version's training run logged no feature profile (trained before profiles): no feature drift"
         return report
-    frame = build_features(tables, [latest], metrics=bundle.metrics).frame
+    frame = build_features(recent_events(tables, latest, bundle.metrics), [latest], metrics=bundle.metrics).frame
     ranking = dr.importance_ranking(bundle.booster, bundle.features)
     report.features = dr.feature_drift(profile, frame, ranking, config.top_features)
     return report
+
+
+def recent_events(tables: Tables, as_of: pd.Timestamp, metrics) -> Tables:
+    """`tables` with only the events the longest metric window before `as_of` can see.
+
+    Why: the features of one date read a few months of events, but encoding the whole history first
+    was most of a monitor run on a large book. Every window ends before `as_of` and starts at most
+    `window + offset` days before it, so the features are the same (a test checks it).
+    """
+    reach = max((m.window_days + m.offset_days for m in metrics.windows), default=0)
+    events = tables.events
+    return replace(tables, events=events[events["timestamp"] >= as_of - pd.Timedelta(days=reach)])
 
 
 def alarms(result: Monitoring, config: MonitorConfig, batch_age_days: int) -> list[Alarm]:

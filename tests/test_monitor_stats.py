@@ -9,11 +9,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from features.build import build_features, metric_set_for
 from features.demo_world import WorldChanges, simulate
 from features.profile import feature_profile, shares
+from features.tables import validate_tables
 from monitoring.drift import MAJOR_PSI, prediction_drift, psi
 from monitoring.estimate import estimate
 from monitoring.freshness import MIN_DAYS_AFTER, Silence, change_point, silence_grew, streams
+from monitoring.monitor import recent_events
 from monitoring.realised import Realised, auc_standard_error, judge, realised
 
 
@@ -137,6 +140,16 @@ def test_silent_accounts_alarm_only_when_the_share_clearly_grew():
 
     assert not silence_grew(silence(6, 300), silence(3, 300))
     assert silence_grew(silence(60, 300), silence(6, 300))
+
+
+def test_the_newest_batch_features_from_recent_events_equal_those_from_all_events():
+    tables = validate_tables(dict(zip(("accounts", "subscriptions", "events"), simulate(200, seed=4), strict=True)))
+    metrics = metric_set_for(tables)
+    as_of = pd.Timestamp("2026-10-01")
+    full = build_features(tables, [as_of], metrics=metrics)
+    recent = recent_events(tables, as_of, full.metrics)
+    assert len(recent.events) < 0.6 * len(tables.events)  # the metrics reach back a year at most
+    pd.testing.assert_frame_equal(build_features(recent, [as_of], metrics=full.metrics).frame, full.frame)
 
 
 def test_the_demo_world_options_break_only_what_they_name():
