@@ -108,7 +108,7 @@ def parse_date(text: str) -> date:
 
 
 # Each area keeps its commands in its own module; importing them registers them on `app`.
-from tierwise import cli_monitor, cli_scoring, cli_service, cli_training  # noqa: E402, F401
+from tierwise import cli_console, cli_monitor, cli_scoring, cli_service, cli_training  # noqa: E402, F401
 
 
 def main() -> None:
