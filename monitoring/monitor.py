@@ -217,6 +217,8 @@ def version_report(
     if matured:
         labelled = outcomes(tables.subscriptions, rows[rows["as_of"].isin(matured)], record.horizon_days, record.rules)
         judged = [realised(group, day(d), version) for d, group in labelled.groupby("as_of", sort=True)]
+        for b in judged:
+            b.seen_in_training = bool(record.train_last_as_of) and b.as_of <= record.train_last_as_of
     judge(judged, record.promised.get("roc_auc", float("nan")), config.confidence)
     pending = [d for d in dates if d not in matured]
     estimates = [

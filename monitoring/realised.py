@@ -45,6 +45,7 @@ class Realised:
     lift_top_decile: float
     arr_recall_touched: float  # share of the churned ARR that sat in high and mid touch
     reliability: list[dict] = field(default_factory=list)  # {predicted, observed, rows} per equal-count bin
+    seen_in_training: bool = False  # the version trained on this date's outcomes: its figures flatter it
     margin: float = float("nan")  # z * se: how far below the promise the AUC may fall before `degraded`
     degraded: bool = False
 

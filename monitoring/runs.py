@@ -44,6 +44,7 @@ class VersionRecord:
     rules: LabelRules
     promised: dict[str, float]
     data_end: str  # the end of the data it was trained on
+    train_last_as_of: str  # its newest training snapshot: batches up to here had their outcomes in training
 
 
 def version_record(version: str) -> VersionRecord | None:
@@ -74,6 +75,7 @@ def version_record(version: str) -> VersionRecord | None:
         rules=LabelRules(int(params["churn_grace_days"]), float(params["growth_min_increase"])),
         promised={name: float(metrics[key]) for name, key in PROMISED.items() if key in metrics},
         data_end=params.get("data_end", ""),
+        train_last_as_of=params.get("train_last_as_of", ""),
     )
 
 

@@ -130,6 +130,7 @@ def test_a_stable_world_raises_no_alarm(trained_store, tmp_path_factory, tmp_pat
     assert result["alarms"] == [] and result["retrain"] == [] and not any(result["conditions"].values())
     (version,) = result["versions"]
     assert len(version["realised"]) == 5 and all(b["churned"] > 0 for b in version["realised"])  # judged, not skipped
+    assert all(b["seen_in_training"] for b in version["realised"])  # dated before the model's newest snapshot
     drift = result["drift"]
     assert len(drift["features"]) > 20 and drift["prediction_psi"] is not None
     assert all(s["status"] == "ok" for s in result["streams"]) and len(result["estimates"]) == 2

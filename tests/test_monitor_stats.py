@@ -143,7 +143,7 @@ def test_silent_accounts_alarm_only_when_the_share_clearly_grew():
 
 
 def test_the_newest_batch_features_from_recent_events_equal_those_from_all_events():
-    tables = validate_tables(dict(zip(("accounts", "subscriptions", "events"), simulate(200, seed=4), strict=True)))
+    tables = validate_tables(dict(zip(("accounts", "subscriptions", "events"), simulate(80, seed=4), strict=True)))
     metrics = metric_set_for(tables)
     as_of = pd.Timestamp("2026-10-01")
     full = build_features(tables, [as_of], metrics=metrics)
