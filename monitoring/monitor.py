@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.build import build_features
 from features.errors import DataError
-from features.tables import Tables, load_tables
+from features.tables import Tables, fail_rows, load_tables
 from monitoring import drift as dr
 from monitoring import freshness as fr
 from monitoring import runs
@@ -155,8 +155,12 @@ def monitor_scores(tables: Tables, scores: pd.DataFrame, source: str, config: Mo
     missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
     if missing:
         raise DataError(f"score history {source}: rows lack column(s) {', '.join(missing)}")
+    risk = pd.to_numeric(scores["churn_risk"], errors="coerce")
+    fail_rows(f"score history {source}", "churn_risk", ~risk.between(0, 1), scores, "not a probability")
     scores = scores.assign(
         as_of=pd.to_datetime(scores["as_of"]).dt.normalize(),
+        churn_risk=risk,
+        arr=pd.to_numeric(scores["arr"], errors="coerce").fillna(0.0),
         churn_model_version=scores["churn_model_version"].astype(str),
     )
     data_end = tables.data_end

@@ -143,6 +143,12 @@ def test_an_empty_history_and_bad_rows_are_one_clear_error(trained_store, tmp_pa
     append_batch(pd.DataFrame({"account_id": ["ACC-000001"], "as_of": [pd.Timestamp("2026-10-01")]}), broken)
     with pytest.raises(DataError, match="lack column"):
         run_monitor(trained_store.data_dir, broken, MonitorConfig())
+    tables = load_tables(trained_store.data_dir)
+    garbled = pd.DataFrame(
+        {"account_id": ["A", "B"], "as_of": "2026-10-01", "churn_risk": ["0.2", "high"], "arr": 1.0}
+    ).assign(churn_model_version="1")
+    with pytest.raises(DataError, match=r"churn_risk: not a probability in 1 row"):
+        monitor_scores(tables, garbled, "test", MonitorConfig())
 
 
 def test_a_version_the_store_does_not_hold_is_named_not_judged(trained_store):
