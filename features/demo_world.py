@@ -97,6 +97,7 @@ class Book:
     health_mean: np.ndarray  # where the hidden health drifts back to
     firmo_risk: np.ndarray  # small churn log-odds from segment and plan
     use_case: np.ndarray | None = None  # index into USE_CASES when the world has hidden use cases
+    shift_month: int = 1 << 30  # renewals decided from this simulation month on follow `WorldChanges.concept_shift`
 
     @property
     def n(self) -> int:
@@ -128,6 +129,21 @@ class State:
     churn_month: np.ndarray  # month the account churned (its last term ended), -1 if it did not
 
 
+@dataclass(frozen=True)
+class WorldChanges:
+    """Things that go wrong in a real book after a date, to prove that monitoring notices them.
+
+    Attributes:
+        tracking_stop: (event type, date): a tracking change silently drops that event type from the date on.
+        concept_shift: from this date the churn drivers change: a competitor wins the most engaged accounts
+            (health and seat use raise churn odds instead of lowering them) and leavers no longer use the
+            product less before they go, so a model trained on the old drivers ranks them wrongly.
+    """
+
+    tracking_stop: tuple[str, date] | None = None
+    concept_shift: date | None = None
+
+
 @dataclass
 class Log:
     """Rows collected while the months run: subscription rows and per-account-month usage counts."""
@@ -148,6 +164,7 @@ def write_demo_world(
     end: date = date(2026, 10, 31),
     fmt: str = "parquet",
     use_cases: bool = False,
+    changes: WorldChanges | None = None,
 ) -> dict[str, int]:
     """Simulate a customer book and write ``accounts``, ``subscriptions`` and ``events`` into ``out_dir``.
 
@@ -163,6 +180,7 @@ def write_demo_world(
         fmt: ``"parquet"`` or ``"csv"``.
         use_cases: give accounts hidden use cases that shape their event mix (`USE_CASES`); the truth goes
             to ``USE_CASES_FILE`` beside the tables, which no tierwise command reads.
+        changes: a tracking stop or a concept shift after a date (`WorldChanges`); none by default.
 
     Returns:
         Row counts per table, e.g. ``{"accounts": 2000, "subscriptions": ..., "events": ...}``.
@@ -171,7 +189,8 @@ def write_demo_world(
         raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = dict(zip(("accounts", "subscriptions", "events"), simulate(n_accounts, seed, end, use_cases), strict=True))
+    frames = simulate(n_accounts, seed, end, use_cases, changes)
+    tables = dict(zip(("accounts", "subscriptions", "events"), frames, strict=True))
     for name, frame in tables.items():
         write_table(frame, out_dir / f"{name}.{fmt}")
     if use_cases:
@@ -180,7 +199,11 @@ def write_demo_world(
 
 
 def simulate(
-    n_accounts: int, seed: int = 0, end: date = date(2026, 10, 31), use_cases: bool = False
+    n_accounts: int,
+    seed: int = 0,
+    end: date = date(2026, 10, 31),
+    use_cases: bool = False,
+    changes: WorldChanges | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Simulate the book and return ``(accounts, subscriptions, events)`` frames in the data contract.
 
@@ -193,8 +216,15 @@ def simulate(
     book = book_of_accounts(rng, n_accounts)
     if use_cases:
         book.use_case = use_case_draws(n_accounts, seed)
+    changes = changes or WorldChanges()
+    if changes.concept_shift is not None:
+        book.shift_month = int((np.datetime64(changes.concept_shift, "M") - cal.first_month).astype(np.int64))
     log, state = run_months(rng, book, cal)
-    return accounts_table(book, cal), subscriptions_table(log), events_table(rng, book, state, log, cal)
+    events = events_table(rng, book, state, log, cal)
+    if changes.tracking_stop is not None:
+        event, since = changes.tracking_stop
+        events = events[~((events["event"] == event) & (events["timestamp"] >= pd.Timestamp(since)))]
+    return accounts_table(book, cal), subscriptions_table(log), events.reset_index(drop=True)
 
 
 def use_case_draws(n_accounts: int, seed: int) -> np.ndarray:
@@ -386,6 +416,9 @@ def churn_log_odds(rng: np.random.Generator, book: Book, state: State, idx: np.n
     champion_recent = state.champion_gone[idx] & (t - state.champion_left_month[idx] <= 9)
     poor_onboarding = (book.onboarding[idx] < -0.5) & (tenure <= 13)
     tickets = np.minimum(state.tickets[:, idx].sum(axis=0), 8.0)
+    if t >= book.shift_month:  # `WorldChanges.concept_shift`: the engaged accounts are the ones lured away
+        lured = 1.8 * health + 3.0 * (state.utilisation[idx] - 0.45)
+        return np.where(monthly, -4.6, -1.9) + book.firmo_risk[idx] + lured + rng.normal(0.0, 1.0, len(idx))
     return (
         np.where(monthly, -4.6, -1.9)
         + book.firmo_risk[idx]
@@ -478,7 +511,7 @@ def engagement(book: Book, state: State, t: int) -> np.ndarray:
     tenure = t - book.created_month
     ramp = np.select([tenure <= 0, tenure == 1], [0.55, 0.8], 1.0)
     leaving = state.leaving & state.decided
-    return sigmoid(state.health) * ramp * np.where(leaving, 0.8, 1.0)
+    return sigmoid(state.health) * ramp * np.where(leaving & (t < book.shift_month), 0.8, 1.0)
 
 
 def month_usage(rng: np.random.Generator, book: Book, cal: Calendar, state: State, t: int) -> tuple:

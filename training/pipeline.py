@@ -27,6 +27,7 @@ from features.bundle import ModelBundle
 from features.metrics import load_yaml
 from features.pipeline import print_warnings
 from features.policy import load_policy
+from features.profile import feature_profile
 from features.subscriptions import LabelRules
 from features.tables import load_tables
 from training import model
@@ -203,6 +204,7 @@ def log_inputs(snap: Snapshots, tune: int, seed: int, capacity: int | None) -> d
         "features.json",
     )
     mlflow.log_dict(common, "data.json")
+    mlflow.log_dict(feature_profile(fs.frame, fs.names, fs.categorical), "feature_profile.json")  # monitor: drift
     log_data_quality(snap)
     return common
 
