@@ -8,7 +8,8 @@ and records, in the Parquet file's own metadata, which tracking store, as-of dat
 versions its batch came from: the record is replaced together with the rows it describes. A
 batch replaces the store (is published) by default only when it holds the champions' scores
 of the newest as-of date for the same tracking store; anything else (a challenger, an older
-date, an experiment against another store) is written to its output file only.
+date, an experiment against another store) is written to its output file only. Every published
+batch is also appended to the score history (`serving.history`), which keeps them all.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def publish(
         why_not = not_champion or refusal(scored, path)
         if why_not:
             return Publication(path, False, f"{why_not}; pass --publish to publish anyway")
+    from serving.history import append_batch, history_root  # history builds on this module: imported when used
+
+    append_batch(scored, history_root(path))  # first: every batch the store ever served is in the history
     write_store(scored, path)
     return Publication(path, True, "--publish" if wanted else "champion scores of the newest as-of date")
 
@@ -94,13 +98,18 @@ def batch_as_of(scored: pd.DataFrame) -> str:
     return pd.Timestamp(scored["as_of"].max()).date().isoformat()
 
 
-def write_store(scored: pd.DataFrame, path: Path | None = None) -> Path:
-    """Replace the store with a scored batch and its record; returns where it was written."""
-    versions = {
+def model_versions(scored: pd.DataFrame) -> dict[str, list[str]]:
+    """The model versions that scored a batch, by target: `{"churn": ["3"], "growth": ["2"]}`."""
+    return {
         target: sorted(map(str, scored[column].dropna().unique()))
         for target, column in (("churn", "churn_model_version"), ("growth", "growth_model_version"))
         if column in scored.columns
     }
+
+
+def write_store(scored: pd.DataFrame, path: Path | None = None) -> Path:
+    """Replace the store with a scored batch and its record; returns where it was written."""
+    versions = model_versions(scored)
     stamped = scored.copy(deep=False)
     stamped.attrs = {
         RECORD: {

@@ -53,7 +53,7 @@ def test_batch_writes_every_active_account_and_the_store(first_run, world):
     assert run.store == folder / "store.parquet"
     store = read_store(run.store)
     assert len(store) == len(written) and store["churn_risk"].equals(run.scored.set_index("account_id")["churn_risk"])
-    assert sorted(p.name for p in folder.iterdir()) == ["scores.csv", "store.parquet"]  # no temp files left
+    assert sorted(p.name for p in folder.iterdir()) == ["score_history", "scores.csv", "store.parquet"]  # no temp file
 
 
 def test_csv_defuses_a_formula_like_account_id(first_run):

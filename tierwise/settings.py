@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 
 SCORES_FILE = "latest_scores.parquet"
+HISTORY_FOLDER = "score_history"
+CONSOLE_DB_FILE = "console.db"
 
 
 def mlruns_dir() -> Path:
@@ -69,6 +71,32 @@ def scores_store() -> Path:
         return db.with_name(SCORES_FILE)
     key = hashlib.sha256(tracking_store().encode()).hexdigest()[:16]
     return mlruns_dir() / "scores" / key / SCORES_FILE
+
+
+def score_history(store: Path | None = None) -> str:
+    """Where every published score batch is kept: `score_history/` beside the latest-scores store.
+
+    Beside the store, so the history belongs to the same tracking store as the batches it keeps.
+    `TIERWISE_HISTORY` overrides it with a folder or an object-storage URL (`s3://bucket/prefix`,
+    `gs://...`) that pyarrow's filesystem layer understands, so a team can keep it where every
+    machine reads it.
+
+    Args:
+        store: the latest-scores store the history belongs to (default: `scores_store()`).
+    """
+    if os.environ.get("TIERWISE_HISTORY"):
+        place = os.environ["TIERWISE_HISTORY"]
+        return place if "://" in place else str(Path(place).resolve())
+    return str((store or scores_store()).with_name(HISTORY_FOLDER))
+
+
+def console_db() -> str:
+    """The console's database (users, touches) as a SQLAlchemy URL: a SQLite file beside the store by default.
+
+    `TIERWISE_CONSOLE_DB` overrides it with any SQLAlchemy URL, e.g. `postgresql+psycopg://user@host/db`
+    for a team whose console runs on several replicas.
+    """
+    return os.environ.get("TIERWISE_CONSOLE_DB") or f"sqlite:///{scores_store().with_name(CONSOLE_DB_FILE)}"
 
 
 def tracking_store() -> str:
