@@ -46,7 +46,8 @@ NOTE_CHARS = 4000
 OUTCOMES = ("positive", "neutral", "negative", "no_response")
 HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
@@ -56,11 +57,11 @@ HEADERS = {
 
 
 class Console:
-    """What the pages read (the snapshot of the book, the registry's model cards, the console database) and how they are drawn."""
+    """What the pages read (the book's snapshot, the registry's model cards, the console database) and how."""
 
     def __init__(self, db=None, cache: SnapshotCache | None = None) -> None:
         self._db = db
-        self.cache = cache or SnapshotCache(settings.scores_store, history_root)
+        self.cache = cache or SnapshotCache()
         self.cards = ModelCards()
         self.limit = security.SignInLimit()
         self.policy = load_policy(settings.policy_path())
@@ -100,13 +101,6 @@ class Console:
             "path": request.url.path if request is not None else PREFIX,
         }
         return self.templates.get_template(template).render(**base, **context)
-
-
-def history_root():
-    """The score history's place (`serving.history.history_root`)."""
-    from serving import history
-
-    return history.history_root()
 
 
 def points(value: float | None) -> str:

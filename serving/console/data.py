@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from features.tables import DataError
@@ -43,57 +42,6 @@ CHECK_SECONDS = 2.0  # how often a request may look at the store's file for a ne
 
 
 @dataclass(frozen=True)
-class Trend:
-    """One account's rows in the history, oldest first, as arrays by column (`as_of` plus `TREND_COLUMNS`)."""
-
-    columns: dict[str, np.ndarray]
-
-    def __len__(self) -> int:
-        return len(self.columns["as_of"])
-
-    def __getitem__(self, column: str) -> np.ndarray:
-        return self.columns[column]
-
-
-@dataclass(frozen=True)
-class History:
-    """Every batch's trend columns, sorted by account then as-of, with each account's slice."""
-
-    columns: dict[str, np.ndarray]
-    slices: dict[str, tuple[int, int]]
-    batches: pd.DataFrame  # one row per batch: as_of, accounts, model versions (`serving.history.batches`)
-
-    @classmethod
-    def empty(cls) -> History:
-        return cls({}, {}, pd.DataFrame(columns=["as_of", "accounts", "churn_version", "growth_version"]))
-
-    @classmethod
-    def of(cls, rows: pd.DataFrame, batches: pd.DataFrame) -> History:
-        """Index rows of many batches (`account_id`, `as_of`, `TREND_COLUMNS`) by account."""
-        if rows.empty:
-            return cls({}, {}, batches)
-        ids = rows["account_id"].astype(str).to_numpy()
-        as_of = pd.to_datetime(rows["as_of"]).to_numpy().astype("datetime64[D]")
-        order = np.lexsort((as_of, ids))
-        ids = ids[order]
-        columns = {"as_of": as_of[order]}
-        for name in TREND_COLUMNS:
-            values = rows[name].to_numpy() if name in rows else np.full(len(rows), None, dtype=object)
-            columns[name] = values[order]
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        stops = np.r_[starts[1:], len(ids)]
-        slices = dict(zip(ids[starts].tolist(), zip(starts.tolist(), stops.tolist(), strict=True), strict=True))
-        return cls(columns, slices, batches)
-
-    def trend(self, account_id: str) -> Trend:
-        """The account's rows, oldest first (no rows: an account the history has not seen)."""
-        start, stop = self.slices.get(account_id, (0, 0))
-        if not self.columns:
-            return Trend({"as_of": np.array([], dtype="datetime64[D]"), **{c: np.array([]) for c in TREND_COLUMNS}})
-        return Trend({name: values[start:stop] for name, values in self.columns.items()})
-
-
-@dataclass(frozen=True)
 class Snapshot:
     """The batch in service and what the pages compare it with.
 
@@ -101,14 +49,14 @@ class Snapshot:
         book: the latest batch, indexed by `account_id`, with `name` and `owner` ('' when the
             accounts table has none), `priority` (value at stake) and `band` (risk band) added.
         previous: the batch before it in the history (same index), or None when there is none.
-        history: every batch's trend columns, by account.
+        history: the score history, in memory (`serving.history.HistoryReader`); None when it cannot be read.
         as_of: the batch's as-of date, None when nothing has been scored yet.
         problem: why the store or the history could not be read, shown on every page; None when all is well.
     """
 
     book: pd.DataFrame
     previous: pd.DataFrame | None
-    history: History
+    history: object | None  # serving.history.HistoryReader
     as_of: date | None
     stamp: tuple[int, int] | None
     problem: str | None = None
@@ -117,6 +65,15 @@ class Snapshot:
         """Whether the batch is older than the service's freshness limit (`settings.max_score_age_days`)."""
         today = today or datetime.now(UTC).date()
         return self.as_of is not None and self.as_of < today - timedelta(days=max_age_days)
+
+    def trend(self, account_id: str) -> pd.DataFrame:
+        """The account's rows in the history, oldest first (`TREND_COLUMNS`; no rows when it has none)."""
+        if self.history is not None:
+            try:
+                return self.history.account(account_id)
+            except DataError:  # an account the history has not seen (new in this batch)
+                pass
+        return pd.DataFrame(columns=["as_of", *TREND_COLUMNS])
 
     @property
     def has_owners(self) -> bool:
@@ -137,7 +94,7 @@ def shaped(frame: pd.DataFrame) -> pd.DataFrame:
     frame["name"] = text_column(frame, ("name",))
     frame["owner"] = text_column(frame, OWNER_COLUMNS)
     for column in ("churn_risk", "growth_potential", "arr", "arr_at_risk", "expected_expansion", "days_to_renewal"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else np.nan
+        frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else float("nan")
     frame["priority"] = frame["arr_at_risk"].fillna(0) + frame["expected_expansion"].fillna(0)
     frame["band"] = [risk_band(r) if r == r else "" for r in frame["churn_risk"].tolist()]
     for column in ("escalate", "insufficient_history", "onboarding_overflow"):
@@ -146,7 +103,7 @@ def shaped(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("tier", "previous_tier", "segment", "pool", "lifecycle_stage", "reason_1", "changes"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), "") if column in frame else ""
     frame["renewal_date"] = pd.to_datetime(frame["renewal_date"]) if "renewal_date" in frame else pd.NaT
-    return frame.set_index("account_id", drop=False)
+    return frame.set_index("account_id", drop=False).rename_axis(None)
 
 
 def text_column(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.Series:
@@ -157,56 +114,46 @@ def text_column(frame: pd.DataFrame, names: tuple[str, ...]) -> pd.Series:
     return pd.Series("", index=frame.index, dtype=object)
 
 
-def load_snapshot(store: Path, history_root: str | Path | None = None) -> Snapshot:
-    """Read the latest batch, the one before it and the history's trend columns.
+def load_snapshot(store: Path, history) -> Snapshot:
+    """Read the latest batch and the batch before it from the history.
 
     A store that cannot be read leaves an empty book with the reason in `problem`; a history
     that cannot be read leaves the book served without trends, and says so.
+
+    Args:
+        history: a `serving.history.HistoryReader`, or None when the history is not to be read.
     """
     stamp = file_stamp(store)
     if stamp is None:
-        return Snapshot(empty_book(), None, History.empty(), None, None, None)
+        return Snapshot(empty_book(), None, None, None, None, None)
     try:
         book = shaped(read_store(store))
     except (DataError, OSError, ValueError) as exc:
-        return Snapshot(empty_book(), None, History.empty(), None, stamp, f"scores store: {public_text(exc)}")
+        return Snapshot(empty_book(), None, None, None, stamp, f"scores store: {public_text(exc)}")
     as_of = pd.to_datetime(book["as_of"]).max().date() if len(book) and "as_of" in book else None
+    if history is None or as_of is None:
+        return Snapshot(book, None, None, as_of, stamp)
     try:
-        history, previous = read_history(as_of, history_root)
+        history.refresh(force=True)
+        previous = history.previous(as_of)
     except Exception as exc:  # a torn or foreign history must not take the book down with it
         logger.error("console: cannot read the score history: %s", public_text(exc))
-        return Snapshot(book, None, History.empty(), as_of, stamp, f"score history: {public_text(exc)}")
-    return Snapshot(book, previous, history, as_of, stamp)
-
-
-def read_history(as_of: date | None, root: str | Path | None) -> tuple[History, pd.DataFrame | None]:
-    """The trend columns of every batch up to `as_of`, and the whole batch before `as_of` (None without one)."""
-    from serving import history
-
-    listed = history.batches(root)
-    if listed.empty or as_of is None:
-        return History.empty(), None
-    listed = listed[pd.to_datetime(listed["as_of"]).dt.date <= as_of]
-    frames = [history.read_batch(day, root, columns=["account_id", "as_of", *TREND_COLUMNS]) for day in listed["as_of"]]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    earlier = listed[pd.to_datetime(listed["as_of"]).dt.date < as_of]
-    previous = shaped(history.read_batch(earlier["as_of"].max(), root)) if len(earlier) else None
-    return History.of(rows, listed.reset_index(drop=True)), previous
+        return Snapshot(book, None, None, as_of, stamp, f"score history: {public_text(exc)}")
+    return Snapshot(book, None if previous is None else shaped(previous), history, as_of, stamp)
 
 
 class SnapshotCache:
     """The snapshot in service, replaced when the latest-scores store's file changes.
 
     A request looks at the file at most every `CHECK_SECONDS`; the reload runs under a lock in
-    the request that noticed it (the others keep answering from the old snapshot).
+    the request that noticed it (the others keep answering from the old snapshot). The history
+    reader is made once and keeps itself current (it reloads only batches it has not seen).
     """
 
-    def __init__(
-        self,
-        store: Callable[[], Path] = settings.scores_store,
-        history_root: Callable[[], str | Path | None] = lambda: None,
-    ) -> None:
-        self.store, self.history_root = store, history_root
+    def __init__(self, store: Callable[[], Path] = settings.scores_store, history: bool = True) -> None:
+        self.store = store
+        self.history = history
+        self.reader = None
         self.snapshot: Snapshot | None = None
         self.checked = 0.0
         self.lock = threading.Lock()
@@ -220,5 +167,19 @@ class SnapshotCache:
             self.checked = time.monotonic()
             path = self.store()
             if self.snapshot is None or file_stamp(path) != self.snapshot.stamp:
-                self.snapshot = load_snapshot(path, self.history_root())
+                self.snapshot = load_snapshot(path, self.history_reader(path))
             return self.snapshot
+
+    def history_reader(self, store: Path):
+        """The history beside this store (`serving.history.HistoryReader`), made once; None when off or unreadable."""
+        if not self.history:
+            return None
+        if self.reader is None:
+            from serving.history import HistoryReader, history_root
+
+            try:
+                self.reader = HistoryReader(history_root(store), columns=TREND_COLUMNS, recheck_seconds=CHECK_SECONDS)
+            except DataError as exc:
+                logger.error("console: cannot open the score history: %s", public_text(exc))
+                return None
+        return self.reader

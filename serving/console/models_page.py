@@ -100,7 +100,11 @@ class ModelCards:
 
 def read_cards() -> list[ModelCard]:
     """Every champion and challenger of the churn and growth models."""
-    mlflow.set_tracking_uri(settings.tracking_uri())
+    uri = settings.tracking_uri()
+    db = settings.sqlite_path(uri)
+    if db is not None and not db.exists():
+        return []  # nothing trained yet; reading must not create an empty store as a side effect
+    mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     cards = []
     for target, name in TARGETS.items():

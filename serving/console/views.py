@@ -230,7 +230,7 @@ def account_page(snapshot: Snapshot, account_id: str, policy: TierPolicy) -> dic
     if account_id not in book.index:
         return None
     row = book.loc[account_id]
-    trend = snapshot.history.trend(account_id)
+    trend = snapshot.trend(account_id)
     previous = snapshot.previous
     before = previous.loc[account_id] if previous is not None and account_id in previous.index else None
     churn, growth = drivers(row.get("reasons_json"))
@@ -263,13 +263,14 @@ def drivers(reasons_json) -> tuple[list[dict], list[dict]]:
     ]
 
 
-def risk_chart(trend, row: pd.Series, as_of: date | None) -> dict:
+def risk_chart(trend: pd.DataFrame, row: pd.Series, as_of: date | None) -> dict:
     """Risk and potential over the history's batches (the latest batch alone when there is no history)."""
     if len(trend):
-        days = [str(d) for d in trend["as_of"]]
-        risk = trend["churn_risk"].astype(float)
-        potential = trend["growth_potential"].astype(float)
-        versions = [f"churn v{c} / growth v{g}" for c, g in zip(trend["churn_model_version"], trend["growth_model_version"], strict=True)]
+        days = pd.to_datetime(trend["as_of"]).dt.strftime("%Y-%m-%d").tolist()
+        risk = trend["churn_risk"].to_numpy(dtype=float).tolist()
+        potential = trend["growth_potential"].to_numpy(dtype=float).tolist()
+        pairs = zip(trend["churn_model_version"].tolist(), trend["growth_model_version"].tolist(), strict=True)
+        versions = [f"churn v{c} / growth v{g}" for c, g in pairs]
     else:
         days = [str(as_of)] if as_of else [""]
         risk, potential = [float(row["churn_risk"])], [float(row["growth_potential"])]
@@ -342,10 +343,10 @@ def label_of(moved: str) -> str:
     return moved.replace("_", " ")
 
 
-def activity(trend) -> list[dict]:
+def activity(trend: pd.DataFrame) -> list[dict]:
     """Per event family, its events in the 30 days before each batch, as sparklines (from `activity_30d`)."""
     counts: dict[str, list[float]] = {}
-    cells = list(trend["activity_30d"]) if len(trend) else []
+    cells = trend["activity_30d"].tolist() if "activity_30d" in trend else []
     for i, cell in enumerate(cells):
         parsed = orjson.loads(cell) if isinstance(cell, str) and cell else {}
         for family, value in parsed.items():
@@ -392,7 +393,8 @@ def moved_page(snapshot: Snapshot, points: float = MOVED_POINTS) -> dict:
     if previous is None:
         changed_tier = book[(book["previous_tier"] != "") & (book["previous_tier"] != book["tier"])]
         none = {"total": 0, "rows": []}
-        return {"previous": None, "points": points, "rose": none, "retiered": moved_rows(changed_tier, None), "escalated": none}
+        retiered = moved_rows(changed_tier, None)
+        return {"previous": None, "points": points, "rose": none, "retiered": retiered, "escalated": none}
     joined = book.join(previous[["churn_risk", "tier", "escalate", "reasons_json"]], rsuffix="_before", how="inner")
     rise = 100 * (joined["churn_risk"] - joined["churn_risk_before"])
     return {
