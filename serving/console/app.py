@@ -158,10 +158,11 @@ async def form_of(request: Request) -> dict[str, str] | Response:
     return dict(reversed(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)))
 
 
-def csrf_refused(request: Request, form: dict[str, str]) -> Response | None:
-    """A 403 page when the form's CSRF token is not the session's; None when it is."""
-    if security.csrf_ok(request.session, form.get(security.CSRF_FIELD)):
-        return None
+async def checked_form(request: Request) -> dict[str, str] | Response:
+    """The posted form when it carries the session's CSRF token; else the refusal to answer with (403, 413)."""
+    form = await form_of(request)
+    if isinstance(form, Response) or security.csrf_ok(request.session, form.get(security.CSRF_FIELD)):
+        return form
     return PlainTextResponse(
         "form expired or not sent from this console (CSRF token missing or wrong): reload the page and try again",
         status_code=403,
@@ -185,11 +186,9 @@ async def login_form(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     console = console_of(request)
-    form = await form_of(request)
+    form = await checked_form(request)
     if isinstance(form, Response):
         return form
-    if refused := csrf_refused(request, form):
-        return refused
     user, password = form.get("username", "").strip()[:200], form.get("password", "")[:1000]
     client = request.client.host if request.client else "unknown"
     target = safe_next(form.get("next"))
@@ -211,11 +210,9 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    form = await form_of(request)
+    form = await checked_form(request)
     if isinstance(form, Response):
         return form
-    if refused := csrf_refused(request, form):
-        return refused
     request.session.clear()
     return RedirectResponse(f"{PREFIX}/login", status_code=303)
 
@@ -272,11 +269,9 @@ def touch_kinds() -> tuple[str, ...]:
 @signed_in
 async def record_touch(request: Request) -> Response:
     console = console_of(request)
-    form = await form_of(request)
+    form = await checked_form(request)
     if isinstance(form, Response):
         return form
-    if refused := csrf_refused(request, form):
-        return refused
     account_id = request.path_params["account_id"]
     snapshot = console.cache.current()
     if account_id not in snapshot.book.index:

@@ -57,7 +57,10 @@ def trend_chart(
     bands = [{"y": y(hi), "h": y(lo) - y(hi), "css": css} for lo, hi, css in RISK_BANDS]
     ticks = [{"y": y(v), "label": f"{v:.0%}"} for v in (0.0, 0.25, 0.5, 0.75, 1.0)]
     every = max(1, n // 6)
-    xticks = [{"x": x(i), "label": days[i]} for i in range(0, n, every)]
+    shown = sorted({*range(0, n, every), n - 1})  # the latest batch always labelled
+    xticks = [
+        {"x": x(i), "label": days[i], "anchor": anchor(i, n)} for i in shown if i == n - 1 or n - 1 - i >= every / 2
+    ]
     return {
         "width": width,
         "height": height,
@@ -71,6 +74,11 @@ def trend_chart(
         "xticks": xticks,
         "markers": [{"x": x(i), "label": label} for i, label in markers],
     }
+
+
+def anchor(i: int, n: int) -> str:
+    """Where an x label sits against its tick: the first starts there, the last ends there, others centre."""
+    return "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
 
 
 def sparkline(values: Sequence[float], width: int = 140, height: int = 28) -> dict:

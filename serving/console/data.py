@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -60,6 +60,16 @@ class Snapshot:
     as_of: date | None
     stamp: tuple[int, int] | None
     problem: str | None = None
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def once(self, key, make: Callable):
+        """`make()`, worked out once per snapshot (per batch) and kept: what every request would recompute.
+
+        Keys must come from a small set (a page name, a rounded threshold), never from free text.
+        """
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
 
     def stale(self, max_age_days: int, today: date | None = None) -> bool:
         """Whether the batch is older than the service's freshness limit (`settings.max_score_age_days`)."""
@@ -78,7 +88,7 @@ class Snapshot:
     @property
     def has_owners(self) -> bool:
         """Whether the accounts table named an owner (CSM) for any account."""
-        return bool((self.book["owner"] != "").any()) if len(self.book) else False
+        return self.once("has_owners", lambda: bool((self.book["owner"] != "").any()))
 
 
 def empty_book() -> pd.DataFrame:
@@ -90,6 +100,7 @@ def empty_book() -> pd.DataFrame:
 def shaped(frame: pd.DataFrame) -> pd.DataFrame:
     """A batch as the pages read it: string ids as index, `name`, `owner`, `priority` and `band` added."""
     frame = frame.reset_index() if "account_id" not in frame.columns else frame.copy()
+    frame.attrs = {}  # the store's record: pandas would deep-copy it on every operation of every request
     frame["account_id"] = frame["account_id"].astype(str)
     frame["name"] = text_column(frame, ("name",))
     frame["owner"] = text_column(frame, OWNER_COLUMNS)
@@ -103,6 +114,9 @@ def shaped(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("tier", "previous_tier", "segment", "pool", "lifecycle_stage", "reason_1", "changes"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), "") if column in frame else ""
     frame["renewal_date"] = pd.to_datetime(frame["renewal_date"]) if "renewal_date" in frame else pd.NaT
+    for column in frame.columns:  # Arrow-backed text copies its buffers on every take; object columns copy pointers
+        if pd.api.types.is_string_dtype(frame[column]) and frame[column].dtype != object:
+            frame[column] = frame[column].astype(object)
     return frame.set_index("account_id", drop=False).rename_axis(None)
 
 

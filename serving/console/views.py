@@ -20,8 +20,8 @@ import pandas as pd
 from features.io import spreadsheet_safe
 from serving.console import charts
 from serving.console.data import Snapshot
-from serving.report import tier_cutoffs, waterfall
-from serving.scoring import family_points, moved_drivers
+from serving.report import tier_cutoffs, waterfall, with_reasons
+from serving.scoring import REASONS, family_points, moved_drivers
 from serving.tiers import POOLS, TIERS, TierPolicy
 
 PAGE_ROWS = 50  # accounts per book page
@@ -42,22 +42,6 @@ SORTS = {  # query value -> column, in the order the book's columns appear
     "value": "priority",
     "renewal": "renewal_date",
 }
-CSV_COLUMNS = [
-    "account_id",
-    "name",
-    "owner",
-    "tier",
-    "segment",
-    "churn_risk",
-    "growth_potential",
-    "arr",
-    "arr_at_risk",
-    "expected_expansion",
-    "renewal_date",
-    "escalate",
-    "insufficient_history",
-    "reason_1",
-]
 
 
 @dataclass(frozen=True)
@@ -112,59 +96,111 @@ class BookQuery:
         return self.url(path, sort=key, order=flip if self.sort == key else "desc", page=1)
 
 
-def book_view(snapshot: Snapshot, query: BookQuery, user: str) -> pd.DataFrame:
-    """The accounts the query selects, sorted (all of them: the page slices, the CSV takes them all)."""
-    book = snapshot.book
-    mask = np.ones(len(book), dtype=bool)
+@dataclass(frozen=True)
+class BookIndex:
+    """The book's columns as arrays for filtering and sorting, built once per snapshot.
+
+    `ranks` holds each sortable column as dense integer ranks (missing values last), so any sort
+    is one `np.lexsort` over the selected positions instead of a DataFrame sort.
+    """
+
+    columns: dict[str, np.ndarray]
+    ids_lower: list[str]
+    names_lower: list[str]
+    months: np.ndarray  # YYYY-MM of each renewal date
+    ranks: dict[str, np.ndarray]
+    choices: dict[str, list[str]]
+    tier_codes: np.ndarray  # each account's tier as its position in choices["tier"] (-1: none)
+
+    @classmethod
+    def of(cls, book: pd.DataFrame) -> BookIndex:
+        kept = ("segment", "owner", "band", "days_to_renewal", "arr", "arr_at_risk")
+        ranks = {}
+        for key, column in SORTS.items():
+            rank = book[column].rank(method="dense", na_option="keep").to_numpy(dtype=float)
+            ranks[key] = np.where(np.isnan(rank), np.inf, rank)
+        choices = {
+            "tier": ordered(book["tier"], TIERS),
+            "segment": ordered(book["segment"], ()),
+            "owner": ordered(book["owner"], ()),
+        }
+        return cls(
+            columns={c: book[c].to_numpy() for c in kept},
+            ids_lower=[str(v).lower() for v in book["account_id"].tolist()],
+            names_lower=[str(v).lower() for v in book["name"].tolist()],
+            months=book["renewal_date"].dt.strftime("%Y-%m").to_numpy(dtype=object),
+            ranks=ranks,
+            choices=choices,
+            tier_codes=pd.Categorical(book["tier"], categories=choices["tier"]).codes.astype(np.int64),
+        )
+
+
+def book_index(snapshot: Snapshot) -> BookIndex:
+    return snapshot.once("book_index", lambda: BookIndex.of(snapshot.book))
+
+
+def selected(snapshot: Snapshot, query: BookQuery, user: str) -> np.ndarray:
+    """Positions in the book of the accounts the query selects, in the query's order."""
+    index = book_index(snapshot)
+    c = index.columns
+    mask = np.ones(len(snapshot.book), dtype=bool)
     if query.tier:
-        mask &= book["tier"].to_numpy() == query.tier
-    if query.segment:
-        mask &= book["segment"].to_numpy() == query.segment
-    if query.owner:
-        mask &= book["owner"].to_numpy() == query.owner
+        mask &= index.tier_codes == (
+            index.choices["tier"].index(query.tier) if query.tier in index.choices["tier"] else -2
+        )
+    for name in ("segment", "owner", "band"):
+        if getattr(query, name):
+            mask &= c[name] == getattr(query, name)
     if query.mine:
-        mask &= book["owner"].str.lower().to_numpy() == user.lower()
-    if query.band:
-        mask &= book["band"].to_numpy() == query.band
+        mask &= np.char.lower(c["owner"].astype(str)) == user.lower()
     if query.renew:
-        days = book["days_to_renewal"].to_numpy(dtype=float)
+        days = c["days_to_renewal"].astype(float)
         mask &= (days >= 0) & (days <= int(query.renew))
     if query.month:
-        mask &= book["renewal_date"].dt.strftime("%Y-%m").to_numpy() == query.month
+        mask &= index.months == query.month
     if query.q:
         text = query.q.lower()
-        mask &= (
-            book["account_id"].str.lower().str.contains(text, regex=False).to_numpy()
-            | book["name"].str.lower().str.contains(text, regex=False).to_numpy()
+        mask &= np.fromiter(
+            (text in i or text in n for i, n in zip(index.ids_lower, index.names_lower, strict=True)), bool, len(mask)
         )
-    chosen = book[mask]
-    column = SORTS[query.sort]
-    return chosen.sort_values([column, "account_id"], ascending=[query.order == "asc", True], na_position="last")
+    positions = np.flatnonzero(mask)
+    rank = index.ranks[query.sort][positions]
+    primary = rank if query.order == "asc" else np.where(np.isinf(rank), np.inf, -rank)  # missing last either way
+    return positions[np.lexsort((index.ranks["account"][positions], primary))]
+
+
+def book_view(snapshot: Snapshot, query: BookQuery, user: str) -> pd.DataFrame:
+    """The accounts the query selects, sorted (all of them: the CSV export takes them all)."""
+    return snapshot.book.iloc[selected(snapshot, query, user)]
 
 
 def book_page(snapshot: Snapshot, query: BookQuery, user: str) -> dict:
     """The book page: the view's rows on this page, its totals per tier, and the filter choices."""
-    view = book_view(snapshot, query, user)
-    pages = max(1, math.ceil(len(view) / PAGE_ROWS))
+    index = book_index(snapshot)
+    positions = selected(snapshot, query, user)
+    pages = max(1, math.ceil(len(positions) / PAGE_ROWS))
     page = min(query.page, pages)
-    rows = view.iloc[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
-    book = snapshot.book
+    shown = positions[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
+    arr = np.nan_to_num(index.columns["arr"][positions].astype(float))
+    at_risk = np.nan_to_num(index.columns["arr_at_risk"][positions].astype(float))
+    codes, tiers = index.tier_codes[positions], index.choices["tier"]
+    counts = np.bincount(codes[codes >= 0], minlength=len(tiers))
+    arr_by = np.bincount(codes[codes >= 0], weights=arr[codes >= 0], minlength=len(tiers))
+    risk_by = np.bincount(codes[codes >= 0], weights=at_risk[codes >= 0], minlength=len(tiers))
     return {
         "query": query,
-        "rows": account_rows(rows),
-        "total": len(view),
-        "arr": float(view["arr"].sum()),
-        "arr_at_risk": float(view["arr_at_risk"].sum()),
-        "by_tier": per_tier(view),
+        "rows": account_rows(snapshot.book.iloc[shown]),
+        "total": len(positions),
+        "arr": float(arr.sum()),
+        "arr_at_risk": float(at_risk.sum()),
+        "by_tier": [
+            {"tier": t, "accounts": int(counts[i]), "arr": float(arr_by[i]), "arr_at_risk": float(risk_by[i])}
+            for i, t in enumerate(tiers)
+            if counts[i]
+        ],
         "page": page,
         "pages": pages,
-        "choices": {
-            "tier": ordered(book["tier"], TIERS),
-            "segment": ordered(book["segment"], ()),
-            "owner": ordered(book["owner"], ()),
-            "renew": RENEWAL_WINDOWS,
-            "band": BANDS,
-        },
+        "choices": {**index.choices, "renew": RENEWAL_WINDOWS, "band": BANDS},
         "has_owners": snapshot.has_owners,
         "sorts": SORTS,
     }
@@ -176,41 +212,48 @@ def ordered(column: pd.Series, first: tuple[str, ...]) -> list[str]:
     return [v for v in first if v in present] + sorted(present - set(first))
 
 
-def per_tier(view: pd.DataFrame) -> list[dict]:
-    """Accounts, ARR and ARR at risk per tier of the view, in tier order."""
-    grouped = view.groupby("tier", sort=False).agg(
-        accounts=("arr", "size"), arr=("arr", "sum"), arr_at_risk=("arr_at_risk", "sum")
-    )
-    names = ordered(view["tier"], TIERS)
-    return [{"tier": t, **{k: float(v) for k, v in grouped.loc[t].items()}} for t in names]
+SHOWN = [
+    "account_id",
+    "name",
+    "owner",
+    "tier",
+    "segment",
+    "churn_risk",
+    "growth_potential",
+    "arr",
+    "arr_at_risk",
+    "priority",
+    "renewal_date",
+    "days_to_renewal",
+    "band",
+    "escalate",
+    "insufficient_history",
+]
+
+
+CSV_COLUMNS = [*SHOWN, "expected_expansion", "reason_1"]
 
 
 def account_rows(frame: pd.DataFrame) -> list[dict]:
-    """Rows as the tables show them (dicts; missing numbers as None)."""
-    keep = [
-        "account_id",
-        "name",
-        "owner",
-        "tier",
-        "segment",
-        "churn_risk",
-        "growth_potential",
-        "arr",
-        "arr_at_risk",
-        "priority",
-        "renewal_date",
-        "days_to_renewal",
-        "band",
-        "escalate",
-        "insufficient_history",
-        "reason_1",
-    ]
-    rows = frame[keep].to_dict("records")
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, float) and math.isnan(value) or value is pd.NaT:
-                row[key] = None
+    """Rows as the tables show them (dicts; missing values as None), each with its `main_reason`.
+
+    The main reason is the strongest driver a CSM can act on (`serving.report.with_reasons`), as the
+    report shows it. Built from the columns' arrays: a DataFrame's own `to_dict` costs milliseconds a page.
+    """
+    columns = SHOWN + [c for c in REASONS if c in frame]
+    arrays = [frame[c].to_numpy() for c in columns]
+    rows = []
+    for values in zip(*arrays, strict=True):
+        row = {
+            c: None if not isinstance(v, str | bool) and pd.isna(v) else v for c, v in zip(columns, values, strict=True)
+        }
+        rows.append(with_reasons(row))
     return rows
+
+
+def missing(value) -> bool:
+    """Whether a cell is a missing value (NaN, NaT, None), never failing on text."""
+    return not isinstance(value, str | bool) and bool(pd.isna(value))
 
 
 def book_csv(snapshot: Snapshot, query: BookQuery, user: str) -> str:
@@ -290,7 +333,7 @@ def tier_story(snapshot: Snapshot, row: pd.Series, policy: TierPolicy) -> dict:
     """Why the account holds its tier: its value at stake against each pool's boundary, and how full each is."""
     book = snapshot.book
     cutoffs = snapshot_cutoffs(snapshot)
-    used = book["pool"].value_counts()
+    used = snapshot.once("pool_counts", lambda: book["pool"].value_counts())
     pools = [
         {
             "pool": pool,
@@ -306,11 +349,7 @@ def tier_story(snapshot: Snapshot, row: pd.Series, policy: TierPolicy) -> dict:
 
 def snapshot_cutoffs(snapshot: Snapshot) -> dict[str, float]:
     """Each pool's boundary (lowest value at stake holding a place), worked out once per snapshot."""
-    key = "__cutoffs__"
-    cache = snapshot.book.attrs
-    if key not in cache:
-        cache[key] = tier_cutoffs(snapshot.book) if len(snapshot.book) else {}
-    return cache[key]
+    return snapshot.once("cutoffs", lambda: tier_cutoffs(snapshot.book) if len(snapshot.book) else {})
 
 
 def since_before(row: pd.Series, before: pd.Series | None) -> dict | None:
@@ -362,6 +401,11 @@ def activity(trend: pd.DataFrame) -> list[dict]:
 
 def renewals_page(snapshot: Snapshot, months: int = 6) -> dict:
     """Renewals per month for the next two quarters: count, ARR, ARR at risk, and the riskiest accounts."""
+    return snapshot.once(("renewals", months), lambda: renewals_of(snapshot, months))
+
+
+def renewals_of(snapshot: Snapshot, months: int) -> dict:
+    """What `renewals_page` shows, worked out (once per batch)."""
     book = snapshot.book
     start = pd.Timestamp(snapshot.as_of or date.today()).to_period("M")
     periods = [start + i for i in range(months)]
@@ -388,7 +432,16 @@ def renewals_page(snapshot: Snapshot, months: int = 6) -> dict:
 
 
 def moved_page(snapshot: Snapshot, points: float = MOVED_POINTS) -> dict:
-    """Accounts whose risk rose by more than `points`, that changed tier or that escalated since the last batch."""
+    """Accounts whose risk rose by more than `points`, that changed tier or that escalated since the last batch.
+
+    `points` is rounded to a whole number, so a batch keeps at most 101 worked-out pages.
+    """
+    points = float(round(points))
+    return snapshot.once(("moved", points), lambda: moved_of(snapshot, points))
+
+
+def moved_of(snapshot: Snapshot, points: float) -> dict:
+    """What `moved_page` shows, worked out (once per batch and threshold)."""
     book, previous = snapshot.book, snapshot.previous
     if previous is None:
         changed_tier = book[(book["previous_tier"] != "") & (book["previous_tier"] != book["tier"])]
