@@ -32,7 +32,7 @@ from features.tables import DataError
 from serving.auth import ApiKeyMiddleware
 from serving.batching import Batcher
 from serving.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
-from serving.console.app import ConsoleRouting
+from serving.console.routing import ConsoleRouting
 from serving.errors import ErrorShapeMiddleware
 from serving.openapi import OpenApiMiddleware
 from serving.redact import RedactingFilter, public_text

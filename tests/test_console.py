@@ -92,7 +92,7 @@ def site(trained_store, tmp_path_factory):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         dialogs: list[str] = []
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.set_default_timeout(15_000)
+        page.set_default_timeout(60_000)  # the first console request imports the console (seconds on a busy machine)
         try:
             yield Site(served, batches[-1].set_index("account_id"), page, dialogs)
         finally:

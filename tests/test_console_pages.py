@@ -324,3 +324,17 @@ def test_renewals_and_moved(alice, world):
     assert alice.get("/console/moved?points=nonsense").status_code == 200
     models = alice.get("/console/models").text
     assert "No model registered yet" in models
+
+
+def test_scored_rows_carry_name_owner_and_activity_when_the_tables_have_them():
+    from serving.batch import with_account_facts
+
+    scored = pd.DataFrame({"account_id": ["A", "B"], "churn_risk": [0.1, 0.2]})
+    features = pd.DataFrame({"account_id": ["B", "A"], "login__count_30d": [3.0, np.nan], "tenure_days": [10, 20]})
+    accounts = pd.DataFrame({"account_id": ["A", "B", "C"], "owner": ["ana", None, "x"], "industry": ["i", "j", "k"]})
+    out = with_account_facts(scored, accounts, features)
+    assert list(out.columns) == ["account_id", "churn_risk", "owner", "activity_30d"]  # no name: the table has none
+    assert out["owner"].tolist()[0] == "ana" and pd.isna(out["owner"].tolist()[1])
+    assert [orjson.loads(a) for a in out["activity_30d"]] == [{}, {"login": 3.0}]  # a missing count is left out
+    bare = with_account_facts(scored, accounts[["account_id"]], features[["account_id", "tenure_days"]])
+    assert list(bare.columns) == ["account_id", "churn_risk"]  # nothing to carry: the rows as scored

@@ -1,10 +1,7 @@
 """The console's web app (Starlette): routes, sign-in, CSRF checks, and the pages rendered with Jinja.
 
-`ConsoleRouting` puts it in front of the service: requests under `/console` go to the console,
-everything else to the JSON API. The API's middlewares (bearer keys, JSON-only bodies, JSON
-error shapes) would otherwise wrap the console too, as BentoML wraps mounted apps in them; the
-console has its own sign-in instead, so an API key never opens a page and a console session
-never answers an API call.
+`serving.console.routing.ConsoleRouting` puts it in front of the service: requests under
+`/console` come here, everything else goes to the JSON API.
 
 Every page needs a signed-in user (`serving.console.db.ConsoleDB.verify`); every POST carries
 the session's CSRF token; every response forbids framing and any script or style from elsewhere
@@ -33,13 +30,13 @@ from starlette.staticfiles import StaticFiles
 from serving.console import security, views
 from serving.console.data import SnapshotCache
 from serving.console.models_page import ModelCards, mlflow_ui
+from serving.console.routing import PREFIX
 from serving.report import day, label, money, pct
 from serving.tiers import load_policy
 from tierwise import settings
 
 logger = logging.getLogger("tierwise.console")
 
-PREFIX = "/console"
 HERE = Path(__file__).parent
 MAX_FORM_BYTES = 16_384  # a touch note is a few lines; anything bigger is refused (413)
 NOTE_CHARS = 4000
@@ -392,19 +389,3 @@ def console_app(console: Console | None = None) -> Starlette:
     app = Starlette(routes=routes, middleware=[session], exception_handlers={404: not_found})
     app.state.console = console or Console()
     return app
-
-
-class ConsoleRouting:
-    """ASGI middleware, outermost in the service: `/console` and below go to the console, the rest on to the API."""
-
-    def __init__(self, app, console=None) -> None:
-        self.app = app
-        self.console = console
-
-    async def __call__(self, scope, receive, send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and (path == PREFIX or path.startswith(PREFIX + "/")):
-            if self.console is None:
-                self.console = console_app()
-            return await self.console(scope, receive, send)
-        return await self.app(scope, receive, send)
