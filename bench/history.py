@@ -12,6 +12,7 @@ model version changing along the way. Timed, each as the median of several reads
   account, all columns);
 - warm: `HistoryReader.account` once the reader holds the trend columns in memory (what the
   console's account page does);
+- one account's whole row (reasons included) in one batch: `HistoryReader.row`;
 - the reader's first load (once per process and per new batch).
 
 A ratio is baseline time / our time: above 1 means one account's whole trend costs less than
@@ -132,9 +133,16 @@ def run(accounts: int, weeks: int) -> dict:
         load_s = time.perf_counter() - start
         warm = iter(picks * 20)
         warm_s = median_seconds(lambda: reader.account(next(warm)), REPEATS * 20)
+        rows = iter(picks)
+        row_s = median_seconds(lambda: reader.row(next(rows), dates[-2]))
         trend = reader.account(picks[0])
         assert len(trend) == weeks and len(account_history(picks[0], root)) == weeks
-        memory = reader._trend.nbytes
+        memory = reader.nbytes
+        append_batch(synthetic_batch(dates[-1] + pd.Timedelta(days=7), accounts, seed=weeks), root)
+        start = time.perf_counter()
+        assert reader.refresh(force=True)
+        reload_s = time.perf_counter() - start
+        assert len(reader.account(picks[0])) == weeks + 1
     return {
         "accounts": accounts,
         "batches": weeks,
@@ -144,7 +152,9 @@ def run(accounts: int, weeks: int) -> dict:
         "listing_ms": listing_s * 1e3,
         "cold_ms": cold_s * 1e3,
         "warm_ms": warm_s * 1e3,
+        "row_ms": row_s * 1e3,
         "load_s": load_s,
+        "reload_s": reload_s,
         "memory_mb": memory / 1e6,
     }
 
@@ -155,6 +165,7 @@ def table(f: dict) -> str:
         ("read one whole batch (baseline)", f"{f['batch_ms']:.1f} ms", "1.0"),
         ("one account, cold (`account_history`, all columns)", f"{f['cold_ms']:.1f} ms", ratio(f, "cold_ms")),
         ("one account, warm (`HistoryReader.account`)", f"{f['warm_ms']:.2f} ms", ratio(f, "warm_ms")),
+        ("one account's whole row in one batch (`HistoryReader.row`)", f"{f['row_ms']:.1f} ms", ratio(f, "row_ms")),
         ("list the batches (`batches`)", f"{f['listing_ms']:.1f} ms", ratio(f, "listing_ms")),
     ]
     lines = ["| read | median | ratio (baseline / it) |", "| --- | ---: | ---: |"]
@@ -175,7 +186,8 @@ def main() -> None:
     print(table(f))
     print(
         f"history: {f['accounts']:,} accounts x {f['batches']} batches, {f['size_mb']:.0f} MB on disk, "
-        f"written in {f['write_s']:.1f} s; reader first load {f['load_s']:.2f} s, {f['memory_mb']:.0f} MB in memory; "
+        f"written in {f['write_s']:.1f} s; reader first load {f['load_s']:.2f} s, {f['memory_mb']:.0f} MB in memory, "
+        f"reload after one new batch {f['reload_s']:.2f} s; "
         f"{platform.processor() or platform.machine()}"
     )
 

@@ -108,7 +108,12 @@ def parse_date(text: str) -> date:
 
 
 # Each area keeps its commands in its own module; importing them registers them on `app`.
-from tierwise import cli_scoring, cli_service, cli_training  # noqa: E402, F401
+from tierwise import (  # noqa: E402, F401
+    cli_console,  # noqa: E402, F401
+    cli_scoring,
+    cli_service,
+    cli_training,
+)
 
 
 def main() -> None:

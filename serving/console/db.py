@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Date, DateTime, Float, String, Text, create_engine, delete, select
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from features.errors import DataError
-from features.io import output_file, write_table
+from features.io import output_file, output_folder, write_table
 from tierwise import settings
 
 TOUCH_KINDS = ("call", "email", "qbr", "save_play", "expansion_conversation", "other")
@@ -105,20 +107,49 @@ class ConsoleDB:
     the field, and writes nothing.
     """
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, hasher: PasswordHasher | None = None):
+        """Open (and on first use create) the database.
+
+        Args:
+            url: a SQLAlchemy URL (default: `settings.console_db()`).
+            hasher: argon2-cffi's hasher (default: its RFC 9106 low-memory profile, ~50 ms a hash);
+                a hash made with other parameters still verifies, and is upgraded when it does.
+        """
         self.url = url or settings.console_db()
         db_file = settings.sqlite_path(self.url)
-        if db_file is not None:
-            db_file.parent.mkdir(parents=True, exist_ok=True)
+        if db_file is not None:  # SQLite creates the file, not its folder
+            output_folder(db_file.parent, "console database folder").mkdir(parents=True, exist_ok=True)
         try:
             self.engine = create_engine(self.url, pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise DataError(f"console database {settings.redact_uri(self.url)}: not a usable URL: {exc}") from exc
-        Base.metadata.create_all(self.engine)
-        self.hasher = PasswordHasher()
-        # Checked against when the user does not exist, so a wrong name costs as long as a wrong password
-        # and sign-in timing does not tell which names exist.
-        self._decoy = self.hasher.hash("not a password of anyone")
+        self.create_tables()
+        self.hasher = hasher or PasswordHasher()
+
+    def create_tables(self) -> None:
+        """Create the tables that are missing (first use), or a DataError when the database cannot be reached.
+
+        Two processes starting at once (console replicas) may both try to create them; PostgreSQL
+        then refuses the second, which finds them made when it looks again.
+        """
+        try:
+            try:
+                Base.metadata.create_all(self.engine)
+            except (IntegrityError, ProgrammingError):
+                Base.metadata.create_all(self.engine)
+        except DatabaseError as exc:  # unreachable, refused, or not a database at all
+            cause = str(exc.orig or exc).strip().splitlines()[0]
+            raise DataError(f"console database {settings.redact_uri(self.url)}: cannot open it: {cause}") from exc
+
+    def close(self) -> None:
+        """Close the database's pooled connections (a PostgreSQL server counts them)."""
+        self.engine.dispose()
+
+    @cached_property
+    def decoy(self) -> str:
+        """A hash checked when the user does not exist: a wrong name then costs as long as a wrong
+        password, so sign-in timing does not tell which names exist."""
+        return self.hasher.hash(secrets.token_urlsafe(16))
 
     def add_user(self, name: str, password: str) -> None:
         """Add a user who may sign in; only an argon2 hash of the password is stored.
@@ -128,13 +159,13 @@ class ConsoleDB:
         """
         check_user_name(name)
         check_password(password)
+        if name in self.users():  # before hashing, which takes a while
+            raise DataError(f"console user {name!r} already exists")
         row = UserRow(name=name, password_hash=self.hasher.hash(password), created_at=datetime.now(UTC))
         try:
             with Session(self.engine) as session, session.begin():
-                if session.scalar(select(UserRow.id).where(UserRow.name == name)) is not None:
-                    raise DataError(f"console user {name!r} already exists")
                 session.add(row)
-        except IntegrityError as exc:  # another process added the name between the check and the insert
+        except IntegrityError as exc:  # another process added the name meanwhile
             raise DataError(f"console user {name!r} already exists") from exc
 
     def remove_user(self, name: str) -> None:
@@ -158,7 +189,7 @@ class ConsoleDB:
         with Session(self.engine) as session, session.begin():
             row = session.scalar(select(UserRow).where(UserRow.name == name))
             try:
-                self.hasher.verify(row.password_hash if row else self._decoy, password)
+                self.hasher.verify(row.password_hash if row else self.decoy, password)
             except (VerificationError, InvalidHashError):
                 return False
             if row is None:
@@ -225,9 +256,7 @@ def as_touch(row: TouchRow) -> Touch:
 def check_user_name(name: str) -> None:
     """A DataError unless `name` is 1-64 letters, digits or `._@-`, starting with a letter or digit."""
     if not isinstance(name, str) or not USER_NAME.match(name):
-        raise DataError(
-            f"user name {name!r}: use 1-64 letters, digits or . _ @ - (starting with a letter or digit)"
-        )
+        raise DataError(f"user name {name!r}: use 1-64 letters, digits or . _ @ - (starting with a letter or digit)")
 
 
 def check_password(password: str) -> None:
