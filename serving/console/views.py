@@ -22,7 +22,7 @@ from serving.console import charts
 from serving.console.data import Snapshot
 from serving.report import tier_cutoffs, waterfall, with_reasons
 from serving.scoring import REASONS, family_points, moved_drivers
-from serving.tiers import POOLS, TIERS, TierPolicy
+from serving.tiers import ONBOARDING, POOLS, TIERS, TierPolicy
 
 PAGE_ROWS = 50  # accounts per book page
 MONTH_ROWS = 25  # accounts listed per renewal month (the book, filtered to the month, has them all)
@@ -340,11 +340,22 @@ def tier_story(snapshot: Snapshot, row: pd.Series, policy: TierPolicy) -> dict:
             "boundary": cutoffs.get(pool),
             "places": policy.capacity.get(pool),
             "used": int(used.get(pool, 0)),
-            "clears": row["priority"] >= cutoffs[pool] if cutoffs.get(pool) == cutoffs.get(pool) else None,
+            "standing": standing(row, pool, cutoffs.get(pool)),
         }
         for pool in POOLS
     ]
     return {"value": float(row["priority"]), "pool": row["pool"], "pools": pools}
+
+
+def standing(row: pd.Series, pool: str, boundary: float | None) -> str:
+    """Where the account stands against one pool, in words."""
+    if row["pool"] == pool:
+        return "holds a place"
+    if pool == ONBOARDING and row["lifecycle_stage"] != ONBOARDING:
+        return "for accounts before their first renewal"
+    if boundary is None or boundary != boundary:
+        return "no place taken yet"
+    return "above the boundary" if row["priority"] >= boundary else "below the boundary"
 
 
 def snapshot_cutoffs(snapshot: Snapshot) -> dict[str, float]:
