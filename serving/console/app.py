@@ -271,9 +271,10 @@ async def record_touch(request: Request) -> Response:
         return form
     account_id = request.path_params["account_id"]
     snapshot = console.cache.current()
-    if account_id not in snapshot.book.index:
+    row = snapshot.row(account_id)
+    if row is None:
         return console.render("missing.html.j2", request, status=404, account_id=account_id)
-    touch_or_error = touch_from(form, account_id, request.session["user"], snapshot.book.loc[account_id])
+    touch_or_error = touch_from(form, account_id, request.session["user"], row)
     if isinstance(touch_or_error, str):
         return await account.__wrapped__(request, error=touch_or_error, status=400)
     await anyio.to_thread.run_sync(console.db.add_touch, touch_or_error)

@@ -76,6 +76,19 @@ class Snapshot:
         today = today or datetime.now(UTC).date()
         return self.as_of is not None and self.as_of < today - timedelta(days=max_age_days)
 
+    def row(self, account_id: str, previous: bool = False) -> dict | None:
+        """One account's row of the batch (or of the previous batch) as a dict; None when it is not there.
+
+        Read from column arrays kept per snapshot: a DataFrame row lookup costs milliseconds on a wide book.
+        """
+        frame = self.previous if previous else self.book
+        if frame is None:
+            return None
+        columns = self.once(("columns", previous), lambda: {c: frame[c].to_numpy() for c in frame.columns})
+        positions = self.once(("positions", previous), lambda: dict(zip(frame.index, range(len(frame)), strict=True)))
+        at = positions.get(account_id)
+        return None if at is None else {c: values[at] for c, values in columns.items()}
+
     def trend(self, account_id: str) -> pd.DataFrame:
         """The account's rows in the history, oldest first (`TREND_COLUMNS`; no rows when it has none)."""
         if self.history is not None:

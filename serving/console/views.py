@@ -269,16 +269,14 @@ def book_csv(snapshot: Snapshot, query: BookQuery, user: str) -> str:
 
 def account_page(snapshot: Snapshot, account_id: str, policy: TierPolicy) -> dict | None:
     """One account's story: now, over time, why, what changed and its activity; None when unknown."""
-    book = snapshot.book
-    if account_id not in book.index:
+    row = snapshot.row(account_id)
+    if row is None:
         return None
-    row = book.loc[account_id]
     trend = snapshot.trend(account_id)
-    previous = snapshot.previous
-    before = previous.loc[account_id] if previous is not None and account_id in previous.index else None
+    before = snapshot.row(account_id, previous=True)
     churn, growth = drivers(row.get("reasons_json"))
     return {
-        "row": account_rows(book.loc[[account_id]])[0],
+        "row": with_reasons({c: None if missing(row.get(c)) else row.get(c) for c in SHOWN + REASONS}),
         "facts": row,
         "chart": risk_chart(trend, row, snapshot.as_of),
         "tier": tier_story(snapshot, row, policy),
@@ -306,10 +304,10 @@ def drivers(reasons_json) -> tuple[list[dict], list[dict]]:
     ]
 
 
-def risk_chart(trend: pd.DataFrame, row: pd.Series, as_of: date | None) -> dict:
+def risk_chart(trend: pd.DataFrame, row: dict, as_of: date | None) -> dict:
     """Risk and potential over the history's batches (the latest batch alone when there is no history)."""
     if len(trend):
-        days = pd.to_datetime(trend["as_of"]).dt.strftime("%Y-%m-%d").tolist()
+        days = np.datetime_as_string(trend["as_of"].to_numpy().astype("datetime64[D]")).tolist()
         risk = trend["churn_risk"].to_numpy(dtype=float).tolist()
         potential = trend["growth_potential"].to_numpy(dtype=float).tolist()
         pairs = zip(trend["churn_model_version"].tolist(), trend["growth_model_version"].tolist(), strict=True)
@@ -329,7 +327,7 @@ def risk_chart(trend: pd.DataFrame, row: pd.Series, as_of: date | None) -> dict:
     }
 
 
-def tier_story(snapshot: Snapshot, row: pd.Series, policy: TierPolicy) -> dict:
+def tier_story(snapshot: Snapshot, row: dict, policy: TierPolicy) -> dict:
     """Why the account holds its tier: its value at stake against each pool's boundary, and how full each is."""
     book = snapshot.book
     cutoffs = snapshot_cutoffs(snapshot)
@@ -347,7 +345,7 @@ def tier_story(snapshot: Snapshot, row: pd.Series, policy: TierPolicy) -> dict:
     return {"value": float(row["priority"]), "pool": row["pool"], "pools": pools}
 
 
-def standing(row: pd.Series, pool: str, boundary: float | None) -> str:
+def standing(row: dict, pool: str, boundary: float | None) -> str:
     """Where the account stands against one pool, in words."""
     if row["pool"] == pool:
         return "holds a place"
@@ -363,7 +361,7 @@ def snapshot_cutoffs(snapshot: Snapshot) -> dict[str, float]:
     return snapshot.once("cutoffs", lambda: tier_cutoffs(snapshot.book) if len(snapshot.book) else {})
 
 
-def since_before(row: pd.Series, before: pd.Series | None) -> dict | None:
+def since_before(row: dict, before: dict | None) -> dict | None:
     """Risk, potential and tier in the previous batch against now, and the drivers that moved most."""
     if before is None:
         return None
