@@ -59,7 +59,8 @@ CACHED_BATCHES = 4  # whole batches a HistoryReader keeps (~3 KB a row): the lat
 READ_THREADS = 8  # batch files read at once for one account: object stores answer each read in tens of ms
 LISTING = ["as_of", "written_at", "accounts", "churn_version", "growth_version", "path", "superseded"]
 # What `HistoryReader` keeps in memory for every account and batch: the trend, without the reason texts
-# (~3 KB a row), which would make 10,000 accounts x 52 batches weigh over a gigabyte.
+# (~3 KB a row), which would make 10,000 accounts x 52 batches weigh over a gigabyte (65 MB without them).
+# Pass `columns=(*TREND_COLUMNS, "reason_1")` for a trend of the top reason too (~40 MB more at that size).
 TREND_COLUMNS = (
     "account_id",
     "as_of",

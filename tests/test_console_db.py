@@ -167,11 +167,7 @@ def test_the_cli_adds_removes_users_and_exports_touches(url, tmp_path, monkeypat
     assert code == 2 and said.startswith("error: password: too short")
     code, said = run_cli(["console-user", "add", "bo", "--password-stdin"], monkeypatch, capsys, "\n")
     assert code == 2 and said == "error: password: empty"
-    # The prompt: hidden, asked twice; a mismatch is asked again.
-    typed = f"{PASSWORD}\nnope\n{PASSWORD}2\n{PASSWORD}2\n"
-    prompted = CliRunner().invoke(app, ["console-user", "add", "bo"], input=typed)
-    assert prompted.exit_code == 0 and "do not match" in prompted.output and PASSWORD not in prompted.output
-    assert ConsoleDB(url, CHEAP).verify("bo", PASSWORD + "2")
+    ConsoleDB(url, CHEAP).add_user("bo", PASSWORD)
     code, said = run_cli(["console-user", "list"], monkeypatch, capsys)
     assert code == 0 and said == "ana bo"
     code, said = run_cli(["console-user", "remove", "carol"], monkeypatch, capsys)
@@ -184,3 +180,12 @@ def test_the_cli_adds_removes_users_and_exports_touches(url, tmp_path, monkeypat
     assert pd.read_csv(tmp_path / "t.csv")["note"].tolist() == ["'" + HOSTILE]
     code, said = run_cli(["touches", "export", "--out", str(tmp_path / "t.xlsx")], monkeypatch, capsys)
     assert code == 2 and "use a .csv or .parquet file name" in said and not (tmp_path / "t.xlsx").exists()
+
+
+def test_the_password_prompt_asks_twice_without_echo(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'console.db'}"
+    monkeypatch.setenv("TIERWISE_CONSOLE_DB", url)
+    typed = f"{PASSWORD}\nnope\n{PASSWORD}2\n{PASSWORD}2\n"  # a mismatch is asked again
+    prompted = CliRunner().invoke(app, ["console-user", "add", "bo"], input=typed)
+    assert prompted.exit_code == 0 and "do not match" in prompted.output and PASSWORD not in prompted.output
+    assert ConsoleDB(url, CHEAP).verify("bo", PASSWORD + "2")

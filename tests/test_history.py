@@ -188,7 +188,7 @@ def test_the_history_command_lists_batches_and_prints_a_trend(root, monkeypatch,
     trend = account_history(ONE, root)
     code, said = run_cli(["history", "--account", ONE], monkeypatch, capsys)
     assert code == 0 and said.count("│ 2026-10-") == 2
-    assert f"{trend['churn_risk'].iloc[1]:.1%}" in said and "churn v2" in said
+    assert f"{trend['churn_risk'].iloc[1]:.1%}" in said and "v2/v1" in said
     code, said = run_cli(["history", "--account", "ACC-999999"], monkeypatch, capsys)
     assert code == 2 and said.startswith("error: account 'ACC-999999' is in none of the 2 batch(es)")
     code, said = run_cli(["history", "--account", " "], monkeypatch, capsys)
@@ -221,3 +221,16 @@ def test_tierwise_score_appends_each_published_batch_and_only_those(trained_stor
     assert not publish(older, None, None).published  # an older as-of is refused: not kept either
     assert not publish(scored, False, None).published  # --no-publish
     assert len(batches(store.with_name("score_history"), superseded=True)) == 1
+
+
+def test_a_history_that_cannot_be_written_stops_the_publication(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TIERWISE_HISTORY", str(blocker / "history"))
+    store = tmp_path / "served" / "latest_scores.parquet"
+    with pytest.raises(DataError, match="cannot write the batch"):
+        publish(synthetic_batch("2026-10-05", 3), True, None, store)
+    assert not store.exists()  # the store was not replaced by a batch the history does not hold
+    monkeypatch.delenv("TIERWISE_HISTORY")
+    assert publish(synthetic_batch("2026-10-05", 3), True, None, store).published
+    assert batches(store.with_name("score_history"))["accounts"].tolist() == [3]

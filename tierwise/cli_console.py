@@ -46,7 +46,14 @@ def history_cmd(
     listed = batches(superseded=superseded)
     if listed.empty:
         raise DataError(empty_message(None))
-    table = Table("as of", "written at (UTC)", "accounts", "churn model", "growth model", title=f"{shown(None)}")
+    table = Table(
+        "as of",
+        "written at (UTC)",
+        "accounts",
+        "churn model",
+        "growth model",
+        title=f"score history {escape(shown(None))}",
+    )
     for row in listed.itertuples():
         written = row.written_at.strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(
@@ -61,7 +68,9 @@ def history_cmd(
 
 def trend_table(account: str, trend) -> Table:
     """One account's trend as a table: risk, potential, tier and the model versions of each batch."""
-    table = Table("as of", "churn risk", "growth potential", "tier", "segment", "models", title=escape(account))
+    table = Table(
+        "as of", "churn risk", "growth potential", "tier", "segment", "churn/growth model", title=escape(account)
+    )
     for row in trend.to_dict("records"):
         table.add_row(
             row["as_of"].date().isoformat(),
@@ -69,7 +78,7 @@ def trend_table(account: str, trend) -> Table:
             f"{row['growth_potential']:.1%}" if "growth_potential" in row else "",
             escape(str(row.get("tier", ""))),
             escape(str(row.get("segment", ""))),
-            escape(f"churn v{row.get('churn_model_version')}, growth v{row.get('growth_model_version')}"),
+            escape(f"v{row.get('churn_model_version')}/v{row.get('growth_model_version')}"),
         )
     return table
 

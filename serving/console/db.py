@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Date, DateTime, Float, String, Text, create_engine, delete, select
+from sqlalchemy import Date, DateTime, Float, String, Text, create_engine, delete, select, update
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, ProgrammingError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -182,21 +182,24 @@ class ConsoleDB:
     def verify(self, name: str, password: str) -> bool:
         """Whether `password` is the user's; False for an unknown user, without revealing which it was.
 
-        A hash made with weaker parameters than the current defaults is replaced on success.
+        A hash made with other parameters than this hasher's (older, weaker defaults) is replaced
+        on success. The hash is checked outside any transaction: it takes a while.
         """
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
             return False
-        with Session(self.engine) as session, session.begin():
-            row = session.scalar(select(UserRow).where(UserRow.name == name))
-            try:
-                self.hasher.verify(row.password_hash if row else self.decoy, password)
-            except (VerificationError, InvalidHashError):
-                return False
-            if row is None:
-                return False
-            if self.hasher.check_needs_rehash(row.password_hash):
-                row.password_hash = self.hasher.hash(password)
-            return True
+        with Session(self.engine) as session:
+            stored = session.scalar(select(UserRow.password_hash).where(UserRow.name == name))
+        try:
+            self.hasher.verify(stored or self.decoy, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        if stored is None:
+            return False
+        if self.hasher.check_needs_rehash(stored):
+            with Session(self.engine) as session, session.begin():
+                change = update(UserRow).where(UserRow.name == name).values(password_hash=self.hasher.hash(password))
+                session.execute(change)
+        return True
 
     def users(self) -> list[str]:
         """Every user name, sorted."""
