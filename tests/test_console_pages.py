@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from argon2 import PasswordHasher, profiles
 from markupsafe import escape
 from starlette.testclient import TestClient
 
@@ -73,7 +74,7 @@ def world(tmp_path_factory):
             last = batch(week)
             append_batch(last, history_root(store))
         write_store(last, store)
-        db = ConsoleDB()
+        db = ConsoleDB(hasher=PasswordHasher.from_parameters(profiles.CHEAPEST))  # real argon2, cheap: many sign-ins
         db.add_user(USER, PASSWORD)
         db.add_user("bob", PASSWORD)
         yield {"root": root, "db": db, "book": last.set_index("account_id")}
