@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import orjson
 import pandas as pd
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -83,10 +84,38 @@ def score_to_file(
             raise DataError(f"no account is active on {as_of}: the subscriptions have no term in force that day")
         progress.update(step, description="scoring", total=len(frame), completed=0)
         scored = score_frame(frame, models, policy, last, on_rows=lambda n: progress.advance(step, n))
+        scored = with_account_facts(scored, tables.accounts, frame)
         progress.update(step, description="writing")
         path = write_table(scored, out)
         publication = publish(scored, publish_scores, champion_gap(models, versions))
     return ScoreRun(path, scored, publication, allocation(scored, policy), tuple(tables.quality.warnings()))
+
+
+ACCOUNT_FACTS = ("name", "owner", "csm")  # optional accounts-table columns the console shows, carried when present
+ACTIVITY = "__count_30d"  # the feature holding each event family's count in the 30 days before the as-of date
+
+
+def with_account_facts(scored: pd.DataFrame, accounts: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """The scored rows with the account's `name`/`owner`/`csm` (when the accounts table has them) and `activity_30d`.
+
+    `activity_30d` is JSON, `{"login": 41, "support_ticket": 2, ...}`: each event family's events in
+    the 30 days before the as-of date, as the features counted them. The console draws an account's
+    recent activity from it across the score history, so no page has to read the events table.
+    """
+    facts = [c for c in ACCOUNT_FACTS if c in accounts.columns and c not in scored.columns]
+    out = scored
+    if facts:
+        named = accounts.drop_duplicates("account_id").set_index(accounts["account_id"].astype(str))[facts]
+        out = out.join(named, on="account_id")
+    counts = [c for c in features.columns if c.endswith(ACTIVITY)]
+    if counts:
+        table = features.set_index(features["account_id"].astype(str))[counts]
+        table.columns = [c.removesuffix(ACTIVITY) for c in counts]
+        values = table.reindex(out["account_id"].astype(str)).to_dict("records")
+        out = out.assign(
+            activity_30d=[orjson.dumps({k: v for k, v in row.items() if v == v}).decode() for row in values]
+        )
+    return out
 
 
 def champion_gap(models: Models, asked: dict[str, int | None]) -> str | None:

@@ -163,13 +163,15 @@ def records(frame: pd.DataFrame) -> list[dict]:
     `main_reason` is the strongest driver a CSM can act on: renewal timing or tenure may weigh
     more, but a list that starts a renewal meeting should say what to work on.
     """
-    out = []
-    for row in frame.to_dict("records"):
-        row["reasons"] = [r for r in (row.get(c) for c in REASONS) if isinstance(r, str) and r.strip()]
-        actionable = [r for r in row["reasons"] if "not actionable" not in r]
-        row["main_reason"] = (actionable or row["reasons"] or [""])[0]
-        out.append(row)
-    return out
+    return [with_reasons(row) for row in frame.to_dict("records")]
+
+
+def with_reasons(row: dict) -> dict:
+    """One row (a dict with `reason_1..5`) with its `reasons` list and `main_reason` added (see `records`)."""
+    row["reasons"] = [r for r in (row.get(c) for c in REASONS) if isinstance(r, str) and r.strip()]
+    actionable = [r for r in row["reasons"] if "not actionable" not in r]
+    row["main_reason"] = (actionable or row["reasons"] or [""])[0]
+    return row
 
 
 def renewals(scores: pd.DataFrame) -> dict:

@@ -32,6 +32,7 @@ from features.tables import DataError
 from serving.auth import ApiKeyMiddleware
 from serving.batching import Batcher
 from serving.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
+from serving.console.routing import ConsoleRouting
 from serving.errors import ErrorShapeMiddleware
 from serving.openapi import OpenApiMiddleware
 from serving.redact import RedactingFilter, public_text
@@ -269,6 +270,7 @@ def openapi_document() -> dict:
 
 # Order matters: the first added runs first. The key check comes before anything reads a body; errors
 # from everything inside are put in the one error shape.
+TierwiseService.add_asgi_middleware(ConsoleRouting)  # /console: the CSM pages, with their own sign-in (docs/console.md)
 TierwiseService.add_asgi_middleware(ApiKeyMiddleware)
 TierwiseService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 TierwiseService.add_asgi_middleware(OpenApiMiddleware, spec=openapi_document)

@@ -47,7 +47,7 @@ def first_run(world, tmp_path_factory):
 def test_batch_writes_every_active_account_and_the_store(first_run, world):
     run, folder = first_run
     written = pd.read_csv(run.out)
-    assert list(written.columns) == OUTPUT and written["account_id"].is_unique
+    assert list(written.columns) == [*OUTPUT, "activity_30d"] and written["account_id"].is_unique
     assert len(written) == len(run.scored) > 100
     assert written["churn_risk"].between(0, 1).all() and written["reason_1"].notna().mean() > 0.95
     assert run.store == folder / "store.parquet"

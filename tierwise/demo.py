@@ -8,6 +8,8 @@ report, and tell the user where everything is and how to serve it.
 from __future__ import annotations
 
 import math
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -41,7 +43,11 @@ def run_demo(out: Path, n_accounts: int = 2000, seed: int = 0, console: Console 
     result = train(data, console=console, policy=policy)
     as_of = tables.data_end.date()
     scores = out / "scores.csv"
-    run = score_to_file(data, as_of, scores, policy)
+    earlier = None
+    for weeks in (3, 2, 1):  # a month of weekly batches first, so the console's charts have a trend
+        day = as_of - timedelta(weeks=weeks)
+        earlier = score_to_file(data, day, out / "earlier" / f"scores-{day}.csv", policy, earlier).out
+    run = score_to_file(data, as_of, scores, policy, earlier)
     for line in run.allocation.lines():
         console.print(line)
     example_id = run.scored.sort_values("arr_at_risk", ascending=False)["account_id"].iloc[0]
@@ -59,7 +65,23 @@ def run_demo(out: Path, n_accounts: int = 2000, seed: int = 0, console: Console 
         "-H 'Content-Type: application/json' -d '{\"account_ids\": [\"" + example_id + "\"]}'",
         soft_wrap=True,  # commands to copy must not be broken over lines
     )
+    console.print(
+        f"console: open http://127.0.0.1:3000/console while it serves; user demo, password {console_user('demo')}",
+        soft_wrap=True,
+    )
     return outputs
+
+
+def console_user(name: str) -> str:
+    """(Re)create a console user with a random password; returns the password (shown once, stored hashed)."""
+    from serving.console.db import ConsoleDB
+
+    password = secrets.token_urlsafe(12)
+    db = ConsoleDB()
+    if name in db.users():
+        db.remove_user(name)
+    db.add_user(name, password)
+    return password
 
 
 def sized_policy(tables: Tables) -> str:
