@@ -129,8 +129,34 @@ class Tables:
         return bool(self.events["user_id"].notna().any())
 
 
-def load_tables(data_dir: Path | str) -> Tables:
+ENGINES = ("numpy", "spark")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Which engine reads the events and computes the window metrics: the embedded numpy one, or Spark.
+
+    Attributes:
+        name: `numpy` (the default: one machine, in memory) or `spark` (PySpark, `features.spark_engine`).
+        spark_master: Spark's master URL (`local[4]`, `spark://host:7077`, `yarn`); None: `local[*]`,
+            or Spark Connect when `SPARK_REMOTE` is set.
+    """
+
+    name: str = "numpy"
+    spark_master: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ENGINES:
+            raise DataError(f"--engine {self.name!r}: use {' or '.join(ENGINES)}")
+        if self.spark_master is not None and self.name != "spark":
+            raise DataError("--spark-master is for --engine spark")
+
+
+def load_tables(data_dir: Path | str, engine: Engine | None = None) -> Tables:
     """Read `accounts`, `subscriptions` and `events` (CSV or Parquet) from a folder and validate them.
+
+    With `Engine("spark")` the events are read and cleaned by Spark and stay there (`data_dir` may
+    then be an object-storage URL); the rules and the result are the same.
 
     Raises:
         DataError: a table is missing or empty, a required column is absent, a value has the wrong
@@ -138,6 +164,10 @@ def load_tables(data_dir: Path | str) -> Tables:
             or more than `settings.max_unknown_account_share()` of the rows of a table name
             accounts that `accounts` does not have (a broken join key; fewer are dropped).
     """
+    if engine is not None and engine.name == "spark":
+        from features.spark_engine import load_tables_spark, spark_session
+
+        return load_tables_spark(data_dir, spark_session(engine.spark_master))
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist")
