@@ -22,6 +22,7 @@ errors, events long before their account existed), so both engines see the same 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,7 +58,9 @@ ZERO_WHEN_EMPTY = ("count", "active_days", "distinct_users", "sum_value")  # the
 def spark_session(master: str | None = None) -> SparkSession:
     """The Spark session tierwise runs in: `SPARK_REMOTE` (Spark Connect), else `master`, else `local[*]`.
 
-    Timestamps are read and cut into days in UTC, as the numpy engine does, whatever the machine's zone.
+    Local Python workers run this interpreter (unless `PYSPARK_PYTHON` says otherwise); a cluster's
+    executors need tierwise installed in theirs (docs/scale.md). Timestamps are read and cut into
+    days in UTC, as the numpy engine does, whatever the machine's zone.
 
     Raises:
         DataError: PySpark is not installed, or Spark cannot start (no Java runtime, a bad master URL).
@@ -67,8 +70,11 @@ def spark_session(master: str | None = None) -> SparkSession:
     except ImportError as exc:
         raise DataError(INSTALL) from exc
     remote = os.environ.get("SPARK_REMOTE")
+    master = master or "local[*]"
     builder = SparkSession.builder.appName("tierwise")
-    builder = builder.remote(remote) if remote else builder.master(master or "local[*]")
+    builder = builder.remote(remote) if remote else builder.master(master)
+    if not remote and master.startswith("local"):  # PySpark reads the workers' Python from here, not its config
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # so local workers import tierwise as we do
     try:
         spark = (
             builder.config("spark.sql.session.timeZone", "UTC")
@@ -78,7 +84,7 @@ def spark_session(master: str | None = None) -> SparkSession:
             .getOrCreate()
         )
     except Exception as exc:  # no JVM, a refused master or Connect server: one line, not a Java trace
-        where = f"Spark Connect at {remote}" if remote else f"Spark master {master or 'local[*]'}"
+        where = f"Spark Connect at {remote}" if remote else f"Spark master {master}"
         raise DataError(f"{where} did not start: {first_line(exc)} (local mode needs a Java 17+ runtime)") from exc
     if not remote:
         spark.sparkContext.setLogLevel("ERROR")

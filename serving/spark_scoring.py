@@ -61,10 +61,10 @@ def score_frame_spark(
     rows = spark.createDataFrame(spark_ready(features))
     rows = rows.repartition(partitions or default_parallelism(spark))
     scored = rows.mapInPandas(partition_scorer(shipped(spark, models)), SCHEMA).toPandas()
-    scored = scored.sort_values(ROW).drop(columns=ROW).reset_index(drop=True)
+    scored = scored.sort_values(ROW).drop(columns=ROW)
+    scored = pd.DataFrame({col: scored[col].to_numpy() for col in scored.columns})  # dtypes as `score_frame` infers
     for col in ("as_of", "renewal_date"):
         scored[col] = scored[col].astype("datetime64[ns]")
-    scored = scored.astype({c: object for c in TEXT})
     scored["changes"] = (
         np.asarray(changes(scored, previous, models.churn), dtype=object) if previous is not None else None
     )

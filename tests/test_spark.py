@@ -6,8 +6,6 @@ small, since Spark's cost here is its fixed per-job overhead, not the rows.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import numpy as np
@@ -16,13 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 import tests.exports as ex
-from features.build import build_snapshots, metric_set_for
+from features.build import metric_set_for
 from features.engine import encode_events, window_metrics
 from features.errors import DataError
+from features.subscriptions import labels
 from features.tables import Engine, load_tables
 
 EXACT_AGGS = ("count", "active_days", "distinct_users", "days_since_last")  # counts and days: equal to the bit
 RTOL = 1e-9  # rates and ratios: sums taken in another order
+HORIZON = 90
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +87,8 @@ def test_every_window_metric_labels_and_cleaning_equal_numpy(spark, world, reque
     exact = {m.name for m in metrics.windows if m.agg in EXACT_AGGS}
     assert_same(expected.reset_index(drop=True), found.reset_index(drop=True), exact)
     assert {m.agg for m in metrics.windows} >= {"count", "active_days", "days_since_last", "mean_value"}
-    labels = ["account_id", "as_of", "churn", "growth", "uplift"]
-    local_labels = build_snapshots(local, dates, metrics=metrics).frame[labels]
-    spark_labels = build_snapshots(distributed, dates, metrics=metrics).frame[labels]
-    assert_same(local_labels, spark_labels, {"churn", "growth"})
+    local_labels = labels(local.subscriptions, dates, HORIZON)
+    assert_same(local_labels, labels(distributed.subscriptions, dates, HORIZON), {"churn", "growth"})
     assert local_labels["churn"].sum() > 0
 
 
@@ -125,21 +123,25 @@ def test_spark_batch_scores_and_reasons_equal_the_local_batch(spark, trained_sto
     earlier = frame.sample(frac=0.5, random_state=0).assign(days_to_renewal=lambda f: f["days_to_renewal"] + 30)
     previous = score_frame(earlier, models, reasons=True)  # a last run of half the book, other risks
     local = score_frame(frame, models, previous=previous)
-    distributed = score_frame_spark(frame, models, spark, previous=previous, partitions=3)
+    distributed = score_frame_spark(frame, models, spark, previous=previous, partitions=2)
     pd.testing.assert_frame_equal(distributed, local, check_exact=True)
     assert local["reason_1"].notna().all() and local["changes"].str.startswith("Risk").any()
 
 
-def test_bad_engine_and_master_are_named(small_world, tmp_path):
+def test_bad_engine_and_master_are_named(small_world, tmp_path, monkeypatch, capsys):
     """`--engine nonsense` and `--spark-master` without Spark are user errors, named, with nothing written."""
+    from tierwise.cli import main
+
     out = tmp_path / "f.parquet"
-    base = [sys.executable, "-m", "tierwise", "features", "--data", str(small_world), "--as-of", "2026-06-01"]
+    base = ["tierwise", "features", "--data", str(small_world), "--as-of", "2026-06-01", "--out", str(out)]
     for extra, said in (
         (["--engine", "nonsense"], "--engine 'nonsense': use numpy or spark"),
         (["--spark-master", "local[2]"], "--spark-master is for --engine spark"),
     ):
-        proc = subprocess.run([*base, "--out", str(out), *extra], capture_output=True, text=True, env=os.environ)
-        assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+        monkeypatch.setattr(sys, "argv", [*base, *extra])
+        with pytest.raises(SystemExit) as stop:
+            main()
+        assert stop.value.code == 2 and said in capsys.readouterr().err
     assert not out.exists()
 
 
