@@ -28,11 +28,10 @@ import orjson
 import pandas as pd
 
 from features.bundle import ModelBundle
-from features.metrics import HEALTH_EFFECT, singular
+from features.metrics import COUNTING_AGGREGATES, HEALTH_EFFECT, singular
 
 TOP = 5
 MIN_POINTS = 0.01  # drivers smaller than this (in percentage points) are not worth a line
-COUNTS = {"count", "active_days", "distinct_users", "sum_value"}  # missing can only mean none
 CONTRACT_STYLES = {
     "arr": "money",
     "seats": "number_first",
@@ -182,7 +181,7 @@ def style_of(bundle: ModelBundle, feature: str) -> str:
         return CONTRACT_STYLES[feature]
     for metric in bundle.metrics.windows:
         if metric.name == feature:
-            return "count" if metric.agg in COUNTS else metric.agg
+            return "count" if metric.agg in COUNTING_AGGREGATES else metric.agg
     for derived in bundle.metrics.derived:
         if derived.name == feature:
             return derived.kind

@@ -1,0 +1,130 @@
+"""Which generic feature families earn their place: the out-of-time backtest with each one left out.
+
+For each demo world (different size, history length and seed) the snapshots are built once with every
+family of `features.metrics.FAMILIES` switched on; then, per target, the rolling-origin backtest that
+`tierwise train` runs (same folds, late-slice early stopping, Platt calibration, refit, monotone
+constraints from the declared directions) is repeated on column subsets: every family ("all"), no
+generic family ("none": the per-event-type metrics, active users, contract and attributes), and all
+but one family at a time ("- breadth"). The baselines are skipped: they do not depend on the families.
+It prints a Markdown table: pooled out-of-time ROC AUC and PR AUC, their change against "all", the
+folds where leaving the family out lowered PR AUC, the feature count and the backtest's wall time.
+
+A shorter history is an export that starts later: the events (and the contracts that ended before
+they start) of the last `--months` months of the simulated book, as in `tests/exports.py`.
+
+    .venv/bin/python bench/ablation.py [--seed 0] [--worlds 1500:11:0 1000:23:15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)  # as a script, bench/ comes first and bench/features.py would shadow the package
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from features.build import metric_set_for  # noqa: E402
+from features.demo_world import simulate  # noqa: E402
+from features.metrics import DEFAULT_YAML, FAMILIES, load_yaml  # noqa: E402
+from features.tables import Tables, validate_tables  # noqa: E402
+from training import model  # noqa: E402
+from training.backtest import fold_model, late_slice  # noqa: E402
+from training.evaluation import evaluate  # noqa: E402
+from training.snapshots import TARGETS, Snapshots, snapshots  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+
+
+def world(accounts: int, seed: int, months: int) -> Tables:
+    """A demo book; with `months` > 0 only its last `months` months of events (and the contracts still running)."""
+    frames = dict(zip(("accounts", "subscriptions", "events"), simulate(accounts, seed), strict=True))
+    if months:
+        start = frames["events"]["timestamp"].max().normalize() - pd.DateOffset(months=months)
+        frames["events"] = frames["events"][frames["events"]["timestamp"] >= start]
+        frames["subscriptions"] = frames["subscriptions"][frames["subscriptions"]["end_date"] > start]
+        frames["accounts"] = frames["accounts"][
+            frames["accounts"]["account_id"].isin(frames["subscriptions"]["account_id"])
+        ]
+    return validate_tables(frames)
+
+
+def every_family(tables: Tables) -> Snapshots:
+    """Training snapshots with every generic family computed (the shipped declarations otherwise)."""
+    path = OUT / "ablation-metrics.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(load_yaml(DEFAULT_YAML) | {"families": list(FAMILIES)}))
+    return snapshots(tables, metrics=metric_set_for(tables, path))
+
+
+def variants(snap: Snapshots) -> dict[str, list[str]]:
+    """Feature columns of each variant: all, none of the generic families, all but one."""
+    fs = snap.features
+    family_of = {n: fs.families.get(n) for n in fs.names}
+    out = {"all": list(fs.names), "none": [n for n in fs.names if family_of[n] not in FAMILIES]}
+    for family in FAMILIES:
+        out[f"- {family}"] = [n for n in fs.names if family_of[n] != family]
+    return out
+
+
+def backtest(snap: Snapshots, names: list[str], target: str, seed: int) -> tuple[dict, list[float], float]:
+    """(pooled metrics, PR AUC per fold, seconds) of the training backtest's LightGBM on these columns."""
+    frame, fs = snap.frame, snap.features
+    X, y = fs.frame[names], frame[target].to_numpy(dtype=int)
+    params = model.params_for(seed) | model.monotone_params(names, fs.directions, target)
+    start = time.perf_counter()
+    parts = []
+    for fold in snap.folds():
+        earlier, later = late_slice(frame["as_of"], fold.train, snap.window_days)
+        _, p, _ = fold_model(X, y, fold, earlier, later, params, model.MAX_ROUNDS)
+        parts.append(frame.loc[fold.valid, ["as_of", "arr"]].assign(y=y[fold.valid], p=p))
+    seconds = time.perf_counter() - start
+    pooled = pd.concat(parts)
+    per_fold = [evaluate(p["y"], p["p"], p["arr"], p["as_of"])["pr_auc"] for p in parts]
+    return evaluate(pooled["y"], pooled["p"], pooled["arr"], pooled["as_of"]), per_fold, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0, help="LightGBM seed")
+    parser.add_argument(
+        "--worlds", nargs="+", default=["1500:11:0", "1000:23:15"], help="ACCOUNTS:SEED:MONTHS (0: full history)"
+    )
+    args = parser.parse_args()
+    print(
+        "| world | target | features | ROC AUC | change | PR AUC | change | folds where leaving it out "
+        "lowered PR AUC | backtest s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    with threadpool_limits(1, user_api="blas"):
+        for spec in args.worlds:
+            accounts, seed, months = map(int, spec.split(":"))
+            snap = every_family(world(accounts, seed, months))
+            name = (
+                f"{accounts} accounts, seed {seed}, {f'{months} months' if months else 'full history'} "
+                f"({snap.cadence.name}, {snap.frame['as_of'].nunique()} dates, {len(snap.frame):,} rows)"
+            )
+            for target in TARGETS:
+                full, full_folds = None, None
+                for variant, names in variants(snap).items():
+                    got, folds, seconds = backtest(snap, names, target, args.seed)
+                    full, full_folds = (got, folds) if full is None else (full, full_folds)
+                    lower = sum(f < g for f, g in zip(folds, full_folds, strict=True))
+                    print(
+                        f"| {name} | {target} | {variant} ({len(names)}) | {got['roc_auc']:.4f} | "
+                        f"{got['roc_auc'] - full['roc_auc']:+.4f} | {got['pr_auc']:.4f} | "
+                        f"{got['pr_auc'] - full['pr_auc']:+.4f} | "
+                        f"{'' if variant == 'all' else f'{lower} of {len(folds)}'} | {seconds:.0f} |",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()
