@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import DataError
-from features.metrics import Metric, MetricSet
+from features.metrics import COUNTING_AGGREGATES, USER_AGGREGATES, Metric, MetricSet
 from features.tables import (
     BULK_SHARE,
     EARLY_DAYS,
@@ -51,8 +51,6 @@ if TYPE_CHECKING:
 
 EPOCH = pd.Timestamp("1970-01-01")
 INSTALL = "the Spark engine needs PySpark: install tierwise with the spark extra (pip install 'tierwise[spark]')"
-USER_AGGS = ("distinct_users",)
-ZERO_WHEN_EMPTY = ("count", "active_days", "distinct_users", "sum_value")  # the others are NaN without events
 
 
 def spark_session(master: str | None = None) -> SparkSession:
@@ -111,7 +109,8 @@ def load_tables_spark(data: Path | str, spark: SparkSession) -> Tables:
     quality = DataQuality(**clean.quality, **unknown_subscriptions(stray_subs))
     if clean.extremes.empty:
         raise DataError("events: no rows left once the junk was dropped: " + "; ".join(quality.warnings()))
-    return Tables(accounts, subs, clean.extremes, quality, SparkWindows(clean.frame, accounts["account_id"]))
+    types = tuple(sorted(clean.extremes["event"].unique()))
+    return Tables(accounts, subs, clean.extremes, quality, SparkWindows(clean.frame, accounts["account_id"], types))
 
 
 def unknown_subscriptions(stray: dict[str, int]) -> dict:
@@ -405,13 +404,14 @@ class SparkWindows:
 
     events: DataFrame  # cleaned: account_id, event, user_id, count, value, ts, day
     accounts: pd.Series  # every account, so accounts without events get their zeros as in the numpy engine
+    event_types: tuple[str, ...]  # the types in the cleaned events: what an empty filter's distinct_events counts
 
     def __call__(self, metrics: MetricSet, dates: pd.DatetimeIndex) -> pd.DataFrame:
         """All window metrics for every (as-of date, account), as `features.engine.window_metrics` gives them."""
         windows = list(metrics.windows)
-        plain = [m for m in windows if m.agg not in USER_AGGS]
-        users = [m for m in windows if m.agg in USER_AGGS]
-        found = (plain_metrics(self.events, plain, dates), user_metrics(self.events, users, dates))
+        plain = [m for m in windows if m.agg not in USER_AGGREGATES]
+        users = [m for m in windows if m.agg in USER_AGGREGATES]
+        found = (plain_metrics(self, plain, dates), user_metrics(self.events, users, dates))
         grid = pd.MultiIndex.from_product([range(len(dates)), self.accounts.astype(str)], names=["d", "account_id"])
         frame = pd.DataFrame(index=grid)
         for part in found:
@@ -424,11 +424,14 @@ class SparkWindows:
 def metric_values(frame: pd.DataFrame, metric: Metric) -> np.ndarray:
     """One metric's column from the collected aggregates, with the numpy engine's value where nothing happened."""
     name = metric.name
-    if metric.agg == "mean_value":
-        vsum, n = frame[f"{name}:vsum"].astype(float), frame[f"{name}:vn"].astype(float)
-        return np.where(n > 0, vsum / n.where(n > 0), np.nan)
+    if metric.agg in RATIOS:
+        num, den = (frame[f"{name}:{part}"].astype(float) for part in RATIOS[metric.agg])
+        return np.where(den > 0, num / den.where(den > 0), np.nan)
     values = frame[name].astype(float) if name in frame else pd.Series(np.nan, index=frame.index)
-    return values.fillna(0.0).to_numpy() if metric.agg in ZERO_WHEN_EMPTY else values.to_numpy()
+    return values.fillna(0.0).to_numpy() if metric.agg in COUNTING_AGGREGATES else values.to_numpy()
+
+
+RATIOS = {"mean_value": ("vsum", "vn"), "top_user_share": ("top", "total")}  # divided on the driver, as numpy does
 
 
 def filter_column(events: tuple[str, ...]) -> Column:
@@ -454,15 +457,47 @@ def by_date(rows: DataFrame, dates: DataFrame, lookback: int) -> DataFrame:
     return rows.join(F.broadcast(dates), cond)
 
 
-def plain_metrics(events: DataFrame, metrics: list[Metric], dates: pd.DatetimeIndex) -> pd.DataFrame | None:
-    """Counts, active days, value sums and means, and days since the last event: one conditional aggregate each."""
+@dataclass(frozen=True)
+class Window:
+    """A metric's day bounds as Spark columns of the joined (day, as-of date) rows: [start, stop), read from reach."""
+
+    metric: Metric
+
+    @property
+    def stop(self) -> Column:
+        from pyspark.sql import functions as F
+
+        return F.col("end") - F.lit(self.metric.offset_days)
+
+    @property
+    def start(self) -> Column:
+        from pyspark.sql import functions as F
+
+        return self.stop - F.lit(self.metric.window_days)
+
+    @property
+    def reach(self) -> Column:
+        from pyspark.sql import functions as F
+
+        return F.col("end") - F.lit(self.metric.span_days)
+
+    @property
+    def inside(self) -> Column:
+        from pyspark.sql import functions as F
+
+        return (F.col("day") >= self.start) & (F.col("day") < self.stop)
+
+
+def plain_metrics(source: SparkWindows, metrics: list[Metric], dates: pd.DatetimeIndex) -> pd.DataFrame | None:
+    """Every aggregate but the per-user ones, each a conditional aggregate over (account, day) rows."""
     from pyspark.sql import functions as F
 
     if not metrics:
         return None
     filters = sorted({m.events for m in metrics})
     code = {f: i for i, f in enumerate(filters)}
-    daily = events.groupBy("account_id", "day").agg(
+    typed = sorted({t for m in metrics if m.agg == "distinct_events" for t in m.events or source.event_types})
+    daily = source.events.groupBy("account_id", "day").agg(
         *[
             agg
             for f, i in code.items()
@@ -472,34 +507,41 @@ def plain_metrics(events: DataFrame, metrics: list[Metric], dates: pd.DatetimeIn
                 F.sum(F.when(filter_column(f) & F.col("value").isNotNull(), 1.0)).alias(f"k{i}"),
                 F.max(F.when(filter_column(f), F.lit(1))).alias(f"a{i}"),
             )
-        ]
+        ],
+        *[F.max(F.when(F.col("event") == t, F.lit(1))).alias(f"t{j}") for j, t in enumerate(typed)],
     )
-    lookback = max(m.offset_days + m.window_days for m in metrics)
-    joined = by_date(daily, date_table(events, dates), lookback)
+    joined = by_date(daily, date_table(source.events, dates), max(m.span_days for m in metrics))
     aggs = []
     for m in metrics:
-        i = code[m.events]
-        stop = F.col("end") - F.lit(m.offset_days)
-        inside = (F.col("day") >= stop - F.lit(m.window_days)) & (F.col("day") < stop)
+        i, w = code[m.events], Window(m)
+        active = w.inside & (F.col(f"a{i}") == 1)
         if m.agg == "count":
-            aggs.append(F.sum(F.when(inside, F.col(f"n{i}"))).alias(m.name))
+            aggs.append(F.sum(F.when(w.inside, F.col(f"n{i}"))).alias(m.name))
         elif m.agg == "sum_value":
-            aggs.append(F.sum(F.when(inside, F.col(f"v{i}"))).alias(m.name))
+            aggs.append(F.sum(F.when(w.inside, F.col(f"v{i}"))).alias(m.name))
         elif m.agg == "active_days":
-            aggs.append(F.sum(F.when(inside & (F.col(f"a{i}") == 1), F.lit(1))).alias(m.name))
+            aggs.append(F.sum(F.when(active, F.lit(1))).alias(m.name))
         elif m.agg == "mean_value":
-            aggs.append(F.sum(F.when(inside, F.col(f"v{i}"))).alias(f"{m.name}:vsum"))
-            aggs.append(F.sum(F.when(inside, F.col(f"k{i}"))).alias(f"{m.name}:vn"))
+            aggs.append(F.sum(F.when(w.inside, F.col(f"v{i}"))).alias(f"{m.name}:vsum"))
+            aggs.append(F.sum(F.when(w.inside, F.col(f"k{i}"))).alias(f"{m.name}:vn"))
         elif m.agg == "days_since_last":
-            last = F.max(F.when(inside & (F.col(f"a{i}") == 1), F.col("day")))
-            aggs.append((F.max(stop) - last).alias(m.name))
+            aggs.append((F.max(w.stop) - F.max(F.when(active, F.col("day")))).alias(m.name))
+        elif m.agg == "distinct_events":
+            kinds = [typed.index(t) for t in (m.events or source.event_types)]
+            seen = [F.coalesce(F.max(F.when(w.inside & (F.col(f"t{j}") == 1), 1)), F.lit(0)) for j in kinds]
+            aggs.append(sum(seen[1:], seen[0]).alias(m.name) if seen else F.lit(0).alias(m.name))
         else:
             raise DataError(f"metric {m.name!r}: the Spark engine cannot compute the aggregate {m.agg!r}")
     return joined.groupBy("account_id", "d").agg(*aggs).toPandas()
 
 
 def user_metrics(events: DataFrame, metrics: list[Metric], dates: pd.DatetimeIndex) -> pd.DataFrame | None:
-    """Distinct users per window: a user counts when their last active day before the window's end is inside it."""
+    """The per-user aggregates (`USER_AGGREGATES`): one figure per user and date, then one per account and date.
+
+    As in the numpy engine: a user is active in a window when their last day before its stop is inside
+    it, lapsed when that day falls in the window before, new when their first day since the metric's
+    reach is inside it; the top user's share divides the largest user's count by all users' count.
+    """
     from pyspark.sql import functions as F
 
     if not metrics:
@@ -509,26 +551,32 @@ def user_metrics(events: DataFrame, metrics: list[Metric], dates: pd.DatetimeInd
     user_days = (
         events.where(F.col("user_id").isNotNull())
         .groupBy("account_id", "user_id", "day")
-        .agg(*[F.max(F.when(filter_column(f), F.lit(1))).alias(f"a{i}") for f, i in code.items()])
+        .agg(
+            *[F.max(F.when(filter_column(f), F.lit(1))).alias(f"a{i}") for f, i in code.items()],
+            *[F.sum(F.when(filter_column(f), F.col("count"))).alias(f"c{i}") for f, i in code.items()],
+        )
     )
-    lookback = max(m.offset_days + m.window_days for m in metrics)
-    joined = by_date(user_days, date_table(events, dates), lookback)
-    ends = sorted({(code[m.events], m.offset_days) for m in metrics})
-    last = joined.groupBy("account_id", "user_id", "d", "end").agg(
-        *[
-            F.max(F.when((F.col(f"a{i}") == 1) & (F.col("day") < F.col("end") - F.lit(off)), F.col("day"))).alias(
-                f"last{i}_{off}"
+    joined = by_date(user_days, date_table(events, dates), max(m.span_days for m in metrics))
+    per_user, per_account = {}, []
+    for m in metrics:
+        i, w = code[m.events], Window(m)
+        active = F.col(f"a{i}") == 1
+        if m.agg in ("distinct_users", "lapsed_users"):
+            key = f"last{i}_{m.offset_days}"
+            per_user[key] = F.max(F.when(active & (F.col("day") < w.stop), F.col("day")))
+            counted = (
+                F.col(key) >= w.start if m.agg == "distinct_users" else (F.col(key) >= w.reach) & (F.col(key) < w.start)
             )
-            for i, off in ends
-        ]
-    )
-    counts = [
-        F.sum(
-            F.when(
-                F.col(f"last{code[m.events]}_{m.offset_days}") >= F.col("end") - F.lit(m.offset_days + m.window_days),
-                F.lit(1),
-            )
-        ).alias(m.name)
-        for m in metrics
-    ]
-    return last.groupBy("account_id", "d").agg(*counts).toPandas()
+            per_account.append(F.sum(F.when(counted, F.lit(1))).alias(m.name))
+        elif m.agg == "new_users":
+            key = f"first{i}_{m.offset_days}_{m.span_days}"
+            per_user[key] = F.min(F.when(active & (F.col("day") >= w.reach) & (F.col("day") < w.stop), F.col("day")))
+            per_account.append(F.sum(F.when(F.col(key) >= w.start, F.lit(1))).alias(m.name))
+        elif m.agg == "top_user_share":
+            key = f"n{i}_{m.offset_days}_{m.window_days}"
+            per_user[key] = F.sum(F.when(w.inside, F.col(f"c{i}")))
+            per_account += [F.max(key).alias(f"{m.name}:top"), F.sum(key).alias(f"{m.name}:total")]
+        else:
+            raise DataError(f"metric {m.name!r}: the Spark engine cannot compute the aggregate {m.agg!r}")
+    users = joined.groupBy("account_id", "user_id", "d", "end").agg(*[c.alias(k) for k, c in per_user.items()])
+    return users.groupBy("account_id", "d").agg(*per_account).toPandas()

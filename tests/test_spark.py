@@ -7,6 +7,7 @@ small, since Spark's cost here is its fixed per-job overhead, not the rows.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -17,10 +18,11 @@ import tests.exports as ex
 from features.build import metric_set_for
 from features.engine import encode_events, window_metrics
 from features.errors import DataError
+from features.metrics import AGGREGATES, COUNTING_AGGREGATES, USER_AGGREGATES, Metric
 from features.subscriptions import labels
 from features.tables import Engine, load_tables
 
-EXACT_AGGS = ("count", "active_days", "distinct_users", "days_since_last")  # counts and days: equal to the bit
+EXACT_AGGS = (COUNTING_AGGREGATES - {"sum_value"}) | {"days_since_last"}  # counts and days: equal to the bit
 RTOL = 1e-9  # rates and ratios: sums taken in another order
 HORIZON = 90
 
@@ -81,12 +83,16 @@ def test_every_window_metric_labels_and_cleaning_equal_numpy(spark, world, reque
     assert (distributed.data_end, distributed.has_users) == (local.data_end, local.has_users)
     metrics = metric_set_for(local)
     assert metric_set_for(distributed) == metrics
+    extra = Metric(
+        "nps_sum_90d", "nps", ("nps_response",), "sum_value", 90, "NPS points in 90 days"
+    )  # no default uses it
+    metrics = replace(metrics, windows=(*metrics.windows, extra))
+    assert {m.agg for m in metrics.windows} == set(AGGREGATES) - (set() if local.has_users else USER_AGGREGATES)
     dates = as_of_dates(local)
     expected = window_metrics(encode_events(local), metrics, dates).sort_values(["as_of", "account_id"])
     found = distributed.windows(metrics, dates).sort_values(["as_of", "account_id"])
     exact = {m.name for m in metrics.windows if m.agg in EXACT_AGGS}
     assert_same(expected.reset_index(drop=True), found.reset_index(drop=True), exact)
-    assert {m.agg for m in metrics.windows} >= {"count", "active_days", "days_since_last", "mean_value"}
     local_labels = labels(local.subscriptions, dates, HORIZON)
     assert_same(local_labels, labels(distributed.subscriptions, dates, HORIZON), {"churn", "growth"})
     assert local_labels["churn"].sum() > 0
