@@ -63,7 +63,6 @@ def main() -> None:
 
     import numpy as np
     import pandas as pd
-    from pyspark.sql import SparkSession
 
     from features.build import build_features
     from features.spark_engine import spark_session
@@ -74,7 +73,7 @@ def main() -> None:
     data = world(args.accounts, args.seed)
     models, train_s = timed(trained_models, args.seed)
     master = f"local[{args.cores}]"
-    SparkSession.builder.master(master).config("spark.driver.memory", "6g").getOrCreate()
+    os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 6g pyspark-shell")  # local mode: all in the driver
     spark, start_s = timed(spark_session, master)
     spark.conf.set("spark.sql.shuffle.partitions", str(4 * args.cores))
 
