@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from serving.registry import Models
-from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS, changes, score_columns
+from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS, changes, dates, score_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,12 +63,17 @@ def score_frame_spark(
     scored = rows.mapInPandas(partition_scorer(shipped(spark, models)), SCHEMA).toPandas()
     scored = scored.sort_values(ROW).drop(columns=ROW)
     scored = pd.DataFrame({col: scored[col].to_numpy() for col in scored.columns})  # dtypes as `score_frame` infers
-    for col in ("as_of", "renewal_date"):
-        scored[col] = scored[col].astype("datetime64[ns]")
+    scored = scored.astype(timestamp_units(features))  # Spark returns microseconds
     scored["changes"] = (
         np.asarray(changes(scored, previous, models.churn), dtype=object) if previous is not None else None
     )
     return assign_tiers(scored, policy or load_policy(), previous)[OUTPUT]
+
+
+def timestamp_units(features: pd.DataFrame) -> dict[str, np.dtype]:
+    """The datetime units `score_frame` gives `as_of` and `renewal_date` (as-of plus whole seconds) for these rows."""
+    as_of = dates(np.asarray(features["as_of"])).dtype
+    return {"as_of": as_of, "renewal_date": (np.zeros(0, as_of) + np.zeros(0, "timedelta64[s]")).dtype}
 
 
 def spark_ready(features: pd.DataFrame) -> pd.DataFrame:
