@@ -47,11 +47,13 @@ def trained_models(seed: int):
     return load_models()
 
 
-def timed(fn, *args, **kw):
-    """(result, seconds)."""
+def timed(label: str, fn, *args, **kw):
+    """(result, seconds); each stage's time is printed as it ends, so a run stopped early still says what ran."""
     start = time.perf_counter()
     out = fn(*args, **kw)
-    return out, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    print(f"{label}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return out, seconds
 
 
 def main() -> None:
@@ -71,19 +73,19 @@ def main() -> None:
     from serving.spark_scoring import score_frame_spark
 
     data = world(args.accounts, args.seed)
-    models, train_s = timed(trained_models, args.seed)
+    models, train_s = timed("train", trained_models, args.seed)
     master = f"local[{args.cores}]"
     os.environ.setdefault("PYSPARK_SUBMIT_ARGS", "--driver-memory 6g pyspark-shell")  # local mode: all in the driver
-    spark, start_s = timed(spark_session, master)
+    spark, start_s = timed("spark start", spark_session, master)
     spark.conf.set("spark.sql.shuffle.partitions", str(4 * args.cores))
 
-    local, local_load = timed(load_tables, data)
+    local, local_load = timed("numpy load", load_tables, data)
     events = local.quality.event_rows
     dates = pd.date_range(end=local.data_end, periods=12, freq="MS")
     metrics = models.churn.metrics
-    local_features, local_build = timed(build_features, local, dates, metrics)
-    distributed, spark_load = timed(load_tables, data, Engine("spark", master))
-    spark_features, spark_build = timed(build_features, distributed, dates, metrics)
+    local_features, local_build = timed("numpy features", build_features, local, dates, metrics)
+    distributed, spark_load = timed("spark load", load_tables, data, Engine("spark", master))
+    spark_features, spark_build = timed("spark features", build_features, distributed, dates, metrics)
     numbers = [c for c in local_features.names if pd.api.types.is_float_dtype(local_features.frame[c])]
     features_agree = np.allclose(
         spark_features.frame[numbers].to_numpy(float),
@@ -94,8 +96,8 @@ def main() -> None:
     )
 
     last = local_features.frame[local_features.frame["as_of"] == dates[-1]].reset_index(drop=True)
-    local_scores, local_score_s = timed(score_frame, last, models)
-    spark_scores, spark_score_s = timed(score_frame_spark, last, models, spark, None, None, 4 * args.cores)
+    local_scores, local_score_s = timed("numpy scoring", score_frame, last, models)
+    spark_scores, spark_score_s = timed("spark scoring", score_frame_spark, last, models, spark, None, None, 4 * args.cores)
     scores_agree = spark_scores.equals(local_scores)
 
     rows = len(last)
