@@ -97,7 +97,8 @@ def main() -> None:
 
     last = local_features.frame[local_features.frame["as_of"] == dates[-1]].reset_index(drop=True)
     local_scores, local_score_s = timed("numpy scoring", score_frame, last, models)
-    spark_scores, spark_score_s = timed("spark scoring", score_frame_spark, last, models, spark, None, None, 4 * args.cores)
+    parts = 4 * args.cores
+    spark_scores, spark_score_s = timed("spark scoring", score_frame_spark, last, models, spark, None, None, parts)
     scores_agree = spark_scores.equals(local_scores)
 
     rows = len(last)
