@@ -8,6 +8,8 @@ generator (scoring cost depends on trees x rows, not on how many accounts traine
 the ratios Spark / numpy, the per-core throughput of each stage, and checks the outputs agree.
 
     .venv/bin/python bench/spark.py [--accounts 10000] [--seed 0] [--cores 2]
+
+With `MLFLOW_TRACKING_URI` set, its champion models score instead (no training in the run).
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ def world(accounts: int, seed: int) -> Path:
 
 
 def trained_models(seed: int):
-    """Churn and growth models trained on a small world into a temp MLflow store, loaded as scoring loads them."""
+    """The champions of `MLFLOW_TRACKING_URI` when it is set, else models trained on a small world into a temp store."""
+    from serving.registry import load_models
+
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return load_models()
     store = tempfile.mkdtemp(prefix="tierwise-bench-mlflow-")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
     os.environ["TIERWISE_MLRUNS"] = store
-    from serving.registry import load_models
     from training.pipeline import train
 
     train(world(TRAIN_ACCOUNTS, seed), seed=seed)
