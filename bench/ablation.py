@@ -6,18 +6,23 @@ family of `features.metrics.FAMILIES` switched on; then, per target, the rolling
 constraints from the declared directions) is repeated on column subsets: every family ("all"), no
 generic family ("none": the per-event-type metrics, active users, contract and attributes), and all
 but one family at a time ("- breadth"). The baselines are skipped: they do not depend on the families.
-It prints a Markdown table: pooled out-of-time ROC AUC and PR AUC, their change against "all", the
-folds where leaving the family out lowered PR AUC, the feature count and the backtest's wall time.
+It prints a Markdown table: pooled out-of-time ROC AUC and PR AUC (mean over LightGBM seeds: one seed's
+run-to-run noise is as large as most single families' effects), their change against "all", the folds
+where leaving the family out lowered PR AUC, the feature count and the backtest's wall time.
 
 A shorter history is an export that starts later: the events (and the contracts that ended before
 they start) of the last `--months` months of the simulated book, as in `tests/exports.py`.
 
-    .venv/bin/python bench/ablation.py [--seed 0] [--worlds 1500:11:0 1000:23:15]
+    .venv/bin/python bench/ablation.py [--seeds 0 1] [--worlds 1500:11:0 1000:23:15]
+
+Results are cached per world, target, variant and LightGBM seed in bench/out/ablation/ (delete it to
+measure again), so two processes with different `--seeds` can share the work and a third prints both.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -27,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # as a script, bench/ comes first and bench/features.py would shadow the package
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
@@ -74,8 +80,8 @@ def variants(snap: Snapshots) -> dict[str, list[str]]:
     return out
 
 
-def backtest(snap: Snapshots, names: list[str], target: str, seed: int) -> tuple[dict, list[float], float]:
-    """(pooled metrics, PR AUC per fold, seconds) of the training backtest's LightGBM on these columns."""
+def backtest(snap: Snapshots, names: list[str], target: str, seed: int) -> dict:
+    """Pooled ROC AUC and PR AUC, PR AUC per fold and seconds of the training backtest's LightGBM on these columns."""
     frame, fs = snap.frame, snap.features
     X, y = fs.frame[names], frame[target].to_numpy(dtype=int)
     params = model.params_for(seed) | model.monotone_params(names, fs.directions, target)
@@ -86,42 +92,71 @@ def backtest(snap: Snapshots, names: list[str], target: str, seed: int) -> tuple
         _, p, _ = fold_model(X, y, fold, earlier, later, params, model.MAX_ROUNDS)
         parts.append(frame.loc[fold.valid, ["as_of", "arr"]].assign(y=y[fold.valid], p=p))
     seconds = time.perf_counter() - start
-    pooled = pd.concat(parts)
-    per_fold = [evaluate(p["y"], p["p"], p["arr"], p["as_of"])["pr_auc"] for p in parts]
-    return evaluate(pooled["y"], pooled["p"], pooled["arr"], pooled["as_of"]), per_fold, seconds
+    pooled = evaluate(*(pd.concat(parts)[c] for c in ("y", "p", "arr", "as_of")))
+    folds = [evaluate(p["y"], p["p"], p["arr"], p["as_of"])["pr_auc"] for p in parts]
+    return {"roc_auc": pooled["roc_auc"], "pr_auc": pooled["pr_auc"], "folds": folds, "seconds": seconds}
+
+
+def results(spec: str, seeds: list[int]) -> tuple[str, dict]:
+    """(world's name, {(target, variant): [result per seed]}), each result cached under bench/out/ablation/."""
+    cache = OUT / "ablation" / f"{spec.replace(':', '-')}.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+
+    def stored() -> dict:
+        return json.loads(cache.read_text()) if cache.exists() else {}
+
+    done = stored()
+    accounts, seed, months = map(int, spec.split(":"))
+    snap = None
+    for target in TARGETS:
+        for s in seeds:
+            if f"{target} all {s}" in done:
+                continue
+            snap = snap or every_family(world(accounts, seed, months))
+            done["name"] = (
+                f"{accounts} accounts, seed {seed}, {f'last {months} months' if months else 'full history'} "
+                f"({snap.cadence.name}, {snap.frame['as_of'].nunique()} dates, {len(snap.frame):,} rows)"
+            )
+            for variant, names in variants(snap).items():
+                done[f"{target} {variant} {s}"] = backtest(snap, names, target, s) | {"features": len(names)}
+            done = stored() | done  # after each target and seed, merged: a second process may fill other seeds
+            cache.with_suffix(".tmp").write_text(json.dumps(done))
+            cache.with_suffix(".tmp").replace(cache)
+    return done["name"], done
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0, help="LightGBM seed")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="LightGBM seeds to average over")
     parser.add_argument(
         "--worlds", nargs="+", default=["1500:11:0", "1000:23:15"], help="ACCOUNTS:SEED:MONTHS (0: full history)"
     )
     args = parser.parse_args()
     print(
-        "| world | target | features | ROC AUC | change | PR AUC | change | folds where leaving it out "
+        "| world | target | features | ROC AUC | change | PR AUC | change | folds (x seeds) where leaving it out "
         "lowered PR AUC | backtest s |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    variant_names = ["all", "none"] + [f"- {f}" for f in FAMILIES]
     with threadpool_limits(1, user_api="blas"):
         for spec in args.worlds:
-            accounts, seed, months = map(int, spec.split(":"))
-            snap = every_family(world(accounts, seed, months))
-            name = (
-                f"{accounts} accounts, seed {seed}, {f'{months} months' if months else 'full history'} "
-                f"({snap.cadence.name}, {snap.frame['as_of'].nunique()} dates, {len(snap.frame):,} rows)"
-            )
+            name, done = results(spec, args.seeds)
             for target in TARGETS:
-                full, full_folds = None, None
-                for variant, names in variants(snap).items():
-                    got, folds, seconds = backtest(snap, names, target, args.seed)
-                    full, full_folds = (got, folds) if full is None else (full, full_folds)
-                    lower = sum(f < g for f, g in zip(folds, full_folds, strict=True))
+                full = [done[f"{target} all {s}"] for s in args.seeds]
+                for variant in variant_names:
+                    got = [done[f"{target} {variant} {s}"] for s in args.seeds]
+                    roc, pr, full_roc, full_pr = (
+                        float(np.mean([r[m] for r in rows])) for rows in (got, full) for m in ("roc_auc", "pr_auc")
+                    )
+                    folds = [
+                        (g, f)
+                        for r, a in zip(got, full, strict=True)
+                        for g, f in zip(r["folds"], a["folds"], strict=True)
+                    ]
+                    lower = f"{sum(g < f for g, f in folds)} of {len(folds)}" if variant != "all" else ""
                     print(
-                        f"| {name} | {target} | {variant} ({len(names)}) | {got['roc_auc']:.4f} | "
-                        f"{got['roc_auc'] - full['roc_auc']:+.4f} | {got['pr_auc']:.4f} | "
-                        f"{got['pr_auc'] - full['pr_auc']:+.4f} | "
-                        f"{'' if variant == 'all' else f'{lower} of {len(folds)}'} | {seconds:.0f} |",
+                        f"| {name} | {target} | {variant} ({got[0]['features']}) | {roc:.4f} | {roc - full_roc:+.4f} | "
+                        f"{pr:.4f} | {pr - full_pr:+.4f} | {lower} | {np.mean([r['seconds'] for r in got]):.0f} |",
                         flush=True,
                     )
 

@@ -59,8 +59,16 @@ ALL_EVENTS = "activity"
 USE = "use"  # metrics over the events that count as product use (`Use`)
 # Generic families derived for any event vocabulary (`generic_metrics`); a metrics file picks them with
 # `families:`. DEFAULT_FAMILIES are the ones the ablation on several worlds kept (docs/training.md).
-FAMILIES = ("use_rates", "user_churn", "concentration", "breadth", "long_trend", "renewal_trend")
-DEFAULT_FAMILIES = FAMILIES
+# Name -> the short label "what changed" shows for the family's driver.
+FAMILIES = {
+    "use_rates": "use per active user and per seat",
+    "user_churn": "users who stopped and new users",
+    "concentration": "reliance on the most active user",
+    "breadth": "kinds of product use",
+    "long_trend": "90-day trends",
+    "renewal_trend": "use before renewal",
+}
+DEFAULT_FAMILIES = tuple(FAMILIES)
 RENEWAL_DAYS = 60  # renewal_trend exists only this close to a renewal
 WINDOWS = (7, 30, 90)
 LOOKBACK = 365  # the longest window: no metric looks further back than this
