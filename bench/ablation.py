@@ -34,12 +34,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from features.build import metric_set_for  # noqa: E402
 from features.demo_world import simulate  # noqa: E402
-from features.metrics import DEFAULT_YAML, FAMILIES, load_yaml  # noqa: E402
+from features.metrics import FAMILIES, default_metric_set  # noqa: E402
 from features.tables import Tables, validate_tables  # noqa: E402
 from training import model  # noqa: E402
 from training.backtest import fold_model, late_slice  # noqa: E402
@@ -64,10 +62,8 @@ def world(accounts: int, seed: int, months: int) -> Tables:
 
 def every_family(tables: Tables) -> Snapshots:
     """Training snapshots with every generic family computed (the shipped declarations otherwise)."""
-    path = OUT / "ablation-metrics.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(load_yaml(DEFAULT_YAML) | {"families": list(FAMILIES)}))
-    return snapshots(tables, metrics=metric_set_for(tables, path))
+    event_types = sorted(tables.events["event"].unique())
+    return snapshots(tables, metrics=default_metric_set(event_types, users=tables.has_users, families=tuple(FAMILIES)))
 
 
 def variants(snap: Snapshots) -> dict[str, list[str]]:
