@@ -59,8 +59,16 @@ ALL_EVENTS = "activity"
 USE = "use"  # metrics over the events that count as product use (`Use`)
 # Generic families derived for any event vocabulary (`generic_metrics`); a metrics file picks them with
 # `families:`. DEFAULT_FAMILIES are the ones the ablation on several worlds kept (docs/training.md).
-FAMILIES = ("use_rates", "user_churn", "concentration", "breadth", "long_trend", "renewal_trend")
-DEFAULT_FAMILIES = FAMILIES
+# Name -> the short label "what changed" shows for the family's driver.
+FAMILIES = {
+    "use_rates": "use per active user and per seat",
+    "user_churn": "users who stopped and new users",
+    "concentration": "reliance on the most active user",
+    "breadth": "kinds of product use",
+    "long_trend": "90-day trends",
+    "renewal_trend": "use before renewal",
+}
+DEFAULT_FAMILIES = ("long_trend",)
 RENEWAL_DAYS = 60  # renewal_trend exists only this close to a renewal
 WINDOWS = (7, 30, 90)
 LOOKBACK = 365  # the longest window: no metric looks further back than this
@@ -547,7 +555,9 @@ def families_of(spec: dict) -> tuple[str, ...]:
     return tuple(f for f in FAMILIES if f in chosen)
 
 
-def default_metric_set(event_types: list[str], yaml_path: Path | None = None, users: bool = True) -> MetricSet:
+def default_metric_set(
+    event_types: list[str], yaml_path: Path | None = None, users: bool = True, families: tuple[str, ...] | None = None
+) -> MetricSet:
     """Metrics for the event types present, plus the YAML declarations whose events exist here.
 
     Args:
@@ -556,6 +566,8 @@ def default_metric_set(event_types: list[str], yaml_path: Path | None = None, us
             the shipped file), while the per-event-type metrics are derived from the data either way.
         users: False when the events carry no `user_id`: user-based metrics (distinct users, their
             trend, seat utilisation and ratios over users) are then left out, not computed as zero.
+        families: the generic families to derive (`FAMILIES`); None: the file's `families:`, else
+            `DEFAULT_FAMILIES`.
     """
     spec = load_yaml(yaml_path or DEFAULT_YAML)
     labels = spec.get("event_labels", {}) or {}
@@ -566,7 +578,7 @@ def default_metric_set(event_types: list[str], yaml_path: Path | None = None, us
         w, d = event_metrics(event, label, directions.get(event, 0))
         windows += w
         derived += d
-    w, d = generic_metrics(list(event_types), directions, families_of(spec))
+    w, d = generic_metrics(list(event_types), directions, families_of(spec) if families is None else families)
     windows += w
     derived += d
     present = set(event_types)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features, metric_set_for
+from features.build import build_features
 from features.metrics import DEFAULT_FAMILIES, FAMILIES, default_metric_set
 from features.tables import DataError, Tables, validate_tables
 
@@ -60,13 +60,19 @@ def tables(with_users: bool = True) -> Tables:
     return validate_tables({"accounts": accounts, "subscriptions": subscriptions, "events": events})
 
 
+def every_family(t: Tables):
+    """The shipped declarations with every generic family (not only the defaults) derived."""
+    return default_metric_set(sorted(t.events["event"].unique()), users=t.has_users, families=tuple(FAMILIES))
+
+
 def row(frame: pd.DataFrame, account: str) -> pd.Series:
     return frame.set_index("account_id").loc[account]
 
 
 @pytest.fixture(scope="module")
 def features():
-    return build_features(tables(), [T])
+    t = tables()
+    return build_features(t, [T], every_family(t))
 
 
 def test_user_churn_counts_users_who_stopped_and_new_users(features):
@@ -106,7 +112,7 @@ def test_each_new_aggregate_in_sql_gives_the_hand_counted_figures():
     con = duckdb.connect()
     con.register("events", t.events)
     con.register("as_of_dates", pd.DataFrame({"as_of": [T]}))
-    windows = {m.name: m for m in metric_set_for(t).windows}
+    windows = {m.name: m for m in every_family(t).windows}
     expected = {
         "activity__lapsed_users_30d": {"A": 1, "B": 0},
         "activity__new_users_30d": {"A": 2, "B": 1},
@@ -119,7 +125,8 @@ def test_each_new_aggregate_in_sql_gives_the_hand_counted_figures():
 
 
 def test_without_user_ids_user_based_families_are_absent_never_zero():
-    fs = build_features(tables(with_users=False), [T])
+    t = tables(with_users=False)
+    fs = build_features(t, [T], every_family(t))
     absent = {
         "activity__lapsed_users_30d",
         "activity__new_users_30d",
@@ -135,9 +142,11 @@ def test_without_user_ids_user_based_families_are_absent_never_zero():
 
 
 def test_every_family_feature_has_a_description_a_csm_reads():
-    metrics = default_metric_set(["login", "report_exported", "support_ticket"])
+    metrics = default_metric_set(["login", "report_exported", "support_ticket"], families=tuple(FAMILIES))
     generic = {n for n, f in metrics.families.items() if f in FAMILIES and n in metrics.feature_names}
-    assert {metrics.families[n] for n in generic} == set(DEFAULT_FAMILIES)
+    assert {metrics.families[n] for n in generic} == set(FAMILIES)
+    shipped = default_metric_set(["login", "report_exported", "support_ticket"]).families  # the defaults only
+    assert {f for n, f in shipped.items() if f in FAMILIES} == set(DEFAULT_FAMILIES)
     for name in generic:
         text = metrics.descriptions[name]
         assert text and "__" not in text and "_" not in text.replace("'", ""), (name, text)
@@ -148,7 +157,7 @@ def test_every_family_feature_has_a_description_a_csm_reads():
     assert d["activity__top_user_share_30d"] == 0  # argued undeclared (a service user may post everything)
     assert d["use__per_seat_30d"] == d["use__trend_90d"] == d["use__renewal_trend_60d"] == 1
     # a vocabulary with nothing declared healthier counts every event as use, and declares nothing
-    other = default_metric_set(["page_view", "click"])
+    other = default_metric_set(["page_view", "click"], families=("use_rates",))
     assert other.descriptions["use__per_seat_30d"] == "events per licensed seat in the last 30 days"
     assert other.directions["use__per_seat_30d"] == 0
 

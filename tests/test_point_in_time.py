@@ -11,7 +11,7 @@ import pytest
 
 from features.build import build_features, build_snapshots
 from features.engine import encode_events, window_metrics
-from features.metrics import COUNTING_AGGREGATES, LOOKBACK, default_metric_set
+from features.metrics import COUNTING_AGGREGATES, FAMILIES, LOOKBACK, default_metric_set
 from features.subscriptions import LabelRules
 from features.tables import Tables
 from tests.world import EVENTS, small_world
@@ -56,7 +56,7 @@ def features_at(tables: Tables, as_of: pd.Timestamp, metrics) -> pd.DataFrame:
 
 @pytest.mark.parametrize("as_of", AS_OF)
 def test_events_at_or_after_as_of_change_no_metric(world, as_of):
-    metrics = default_metric_set(EVENTS)
+    metrics = default_metric_set(EVENTS, families=tuple(FAMILIES))  # the defaults and every family
     # A few accounts fell quiet for the 60 days before: the injected events are their only recent ones, so
     # aggregates that saturate in busy accounts (kinds of use) move too.
     ev = world.events
@@ -83,7 +83,7 @@ def test_events_at_or_after_as_of_change_no_metric(world, as_of):
 
 @pytest.mark.parametrize("as_of", AS_OF)
 def test_history_older_than_longest_window_changes_nothing(world, as_of):
-    metrics = default_metric_set(EVENTS)
+    metrics = default_metric_set(EVENTS, families=tuple(FAMILIES))  # the defaults and every family
     cutoff = as_of - pd.Timedelta(days=max(m.span_days for m in metrics.windows))
     assert cutoff <= as_of - pd.Timedelta(days=LOOKBACK)
     trimmed = with_events(world, world.events[world.events["timestamp"] >= cutoff])
@@ -107,7 +107,7 @@ def test_many_dates_in_one_pass_equal_one_date_at_a_time(world):
 
 
 def test_engine_matches_duckdb_running_each_metric_sql(world):
-    metrics = default_metric_set(EVENTS)
+    metrics = default_metric_set(EVENTS, families=tuple(FAMILIES))  # the defaults and every family
     ours = window_metrics(encode_events(world), metrics, pd.DatetimeIndex(AS_OF)).set_index(["account_id", "as_of"])
     con = duckdb.connect()
     con.register("events", world.events)
