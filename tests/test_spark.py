@@ -18,7 +18,15 @@ import tests.exports as ex
 from features.build import metric_set_for
 from features.engine import encode_events, window_metrics
 from features.errors import DataError
-from features.metrics import AGGREGATES, COUNTING_AGGREGATES, USER_AGGREGATES, Metric
+from features.metrics import (
+    AGGREGATES,
+    COUNTING_AGGREGATES,
+    FAMILIES,
+    USER_AGGREGATES,
+    Metric,
+    MetricSet,
+    default_metric_set,
+)
 from features.subscriptions import labels
 from features.tables import Engine, load_tables
 
@@ -59,6 +67,11 @@ def as_of_dates(tables) -> pd.DatetimeIndex:
     return pd.date_range(end=tables.data_end - pd.Timedelta(days=120), periods=3, freq="MS")
 
 
+def every_family(tables) -> MetricSet:
+    """The metric set of these tables with every generic family, so every aggregate is compiled and compared."""
+    return default_metric_set(sorted(tables.events["event"].unique()), users=tables.has_users, families=tuple(FAMILIES))
+
+
 def assert_same(numpy_frame: pd.DataFrame, spark_frame: pd.DataFrame, exact: set[str]) -> None:
     """Equal columns and rows; numbers equal exactly in `exact` (and every non-float column), else to RTOL."""
     assert list(spark_frame.columns) == list(numpy_frame.columns)
@@ -81,8 +94,9 @@ def test_every_window_metric_labels_and_cleaning_equal_numpy(spark, world, reque
         assert local.quality.duplicate_events and local.quality.unknown_account_events and local.quality.future_events
         assert not distributed.has_users
     assert (distributed.data_end, distributed.has_users) == (local.data_end, local.has_users)
-    metrics = metric_set_for(local)
-    assert metric_set_for(distributed) == metrics
+    assert metric_set_for(distributed) == metric_set_for(local)
+    metrics = every_family(local)  # every aggregate the engine has, not only the shipped default families
+    assert every_family(distributed) == metrics
     extra = Metric(
         "nps_sum_90d", "nps", ("nps_response",), "sum_value", 90, "NPS points in 90 days"
     )  # no default uses it
