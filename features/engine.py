@@ -4,8 +4,13 @@ Why this shape: a window join of raw events against each as-of date rescans the 
 date and is dominated by the distinct-user counts. Instead the events are read once and
 pre-aggregated to daily rows per (account, event) and to user-days; a window sum is then a
 difference of cumulative sums found by binary search, and a distinct-user count is the
-number of users whose last day before the window end falls inside the window. All dates are
-answered from the same sorted arrays. Only data strictly before an as-of date is visible.
+number of users whose last day before the window end falls inside the window. The other user
+aggregates read the same per-user arrays: users who stopped are those whose last day falls in the
+window before, new users those whose first day within the look-back falls inside the window, and
+the top user's share is the largest per-user difference of cumulative counts. Distinct event types
+count the per-event-type streams with a row in the window. All dates are answered from the same
+sorted arrays. Only data strictly before an as-of date is visible. What each aggregate means,
+exactly, is `features.metrics.AGGREGATES`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class EncodedEvents:
     event_codes: dict[str, int]
     day0: pd.Timestamp
     daily: pd.DataFrame  # acct, event, day, count, vsum, vn
-    user_days: pd.DataFrame  # acct, event, user, day
+    user_days: pd.DataFrame  # acct, event, user, day, count
     cache: dict = field(default_factory=dict)
 
     def day_of(self, dates: pd.DatetimeIndex) -> np.ndarray:
@@ -60,14 +65,19 @@ def encode_events(tables: Tables) -> EncodedEvents:
     daily = frame.groupby(["acct", "event", "day"], sort=True, as_index=False).sum()
     user, _ = pd.factorize(ev["user_id"], use_na_sentinel=True)
     known = user >= 0
-    user_days = pd.DataFrame(
-        {
-            "acct": frame["acct"].to_numpy()[known],
-            "event": frame["event"].to_numpy()[known],
-            "user": user[known].astype(np.int32),
-            "day": frame["day"].to_numpy()[known],
-        }
-    ).drop_duplicates()
+    user_days = (
+        pd.DataFrame(
+            {
+                "acct": frame["acct"].to_numpy()[known],
+                "event": frame["event"].to_numpy()[known],
+                "user": user[known].astype(np.int32),
+                "day": frame["day"].to_numpy()[known],
+                "count": frame["count"].to_numpy()[known],
+            }
+        )
+        .groupby(["acct", "event", "user", "day"], sort=False, as_index=False)["count"]
+        .sum()
+    )
     return EncodedEvents(accounts, {name: i for i, name in enumerate(event_names)}, day0, daily, user_days)
 
 
@@ -84,8 +94,11 @@ def window_metric(encoded: EncodedEvents, metric: Metric, as_of: pd.DatetimeInde
     end = encoded.day_of(as_of - pd.Timedelta(days=metric.offset_days))[:, None]
     start = encoded.day_of(as_of - pd.Timedelta(days=metric.offset_days + metric.window_days))[:, None]
     accts = np.arange(len(encoded.accounts), dtype=np.int64)[None, :]
-    if metric.agg == "distinct_users":
-        return distinct_users(encoded, metric.events, accts, start, end)
+    if metric.agg in PER_USER:
+        reach = encoded.day_of(as_of - pd.Timedelta(days=metric.span_days))[:, None]
+        return per_user(encoded, metric, accts.shape[1], reach[:, 0], start[:, 0], end[:, 0])
+    if metric.agg == "distinct_events":
+        return distinct_events(encoded, metric.events, accts, start, end)
     stream = daily_stream(encoded, metric.events)
     hi = np.searchsorted(stream["key"], accts * SHIFT + end)
     if metric.agg == "days_since_last":
@@ -118,24 +131,83 @@ def daily_stream(encoded: EncodedEvents, events: tuple[str, ...]) -> dict[str, n
     return encoded.cache[key]
 
 
-def distinct_users(
+def per_user(
+    encoded: EncodedEvents, metric: Metric, n_accounts: int, reach: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> np.ndarray:
+    """A user aggregate (`PER_USER`) per date and account: `reach` the first day it reads, [start, end) its window."""
+    groups = user_groups(encoded, metric.events)
+    out = np.full((len(end), n_accounts), np.nan if metric.agg == "top_user_share" else 0.0)
+    if groups["n"] == 0:  # no event of this filter carries a user id
+        return out
+    for i, (r, s, e) in enumerate(zip(reach, start, end, strict=True)):
+        out[i] = PER_USER[metric.agg](encoded, metric.events, groups, n_accounts, int(r), int(s), int(e))
+    return out
+
+
+def distinct_users(encoded, events, groups, n_accounts: int, reach: int, start: int, end: int) -> np.ndarray:
+    """Users with at least one event in [start, end): those whose last day before `end` is >= `start`."""
+    last = last_day_before(encoded, events, groups, end)
+    return np.bincount(groups["acct"][last >= start], minlength=n_accounts)
+
+
+def lapsed_users(encoded, events, groups, n_accounts: int, reach: int, start: int, end: int) -> np.ndarray:
+    """Users active in [reach, start) (the window before) and not in [start, end): last day in [reach, start)."""
+    last = last_day_before(encoded, events, groups, end)
+    return np.bincount(groups["acct"][(last >= reach) & (last < start)], minlength=n_accounts)
+
+
+def new_users(encoded, events, groups, n_accounts: int, reach: int, start: int, end: int) -> np.ndarray:
+    """Users whose first day in [reach, end) is >= `start`: active in the window, not in the look-back before it."""
+    first = np.searchsorted(groups["key"], groups["starts"] + reach)
+    inside = np.minimum(first, len(groups["key"]) - 1)
+    seen = (first < len(groups["key"])) & (groups["key"][inside] < groups["starts"] + end)
+    return np.bincount(groups["acct"][seen & (groups["day"][inside] >= start)], minlength=n_accounts)
+
+
+def top_user_share(encoded, events, groups, n_accounts: int, reach: int, start: int, end: int) -> np.ndarray:
+    """The largest one user's count in [start, end) over the account's count there (events with a user id)."""
+    cum = groups["cum_count"]
+    per = (
+        cum[np.searchsorted(groups["key"], groups["starts"] + end)]
+        - cum[np.searchsorted(groups["key"], groups["starts"] + start)]
+    )
+    total = np.bincount(groups["acct"], weights=per, minlength=n_accounts)
+    top = np.zeros(n_accounts)
+    np.maximum.at(top, groups["acct"], per)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, top / total, np.nan)
+
+
+def distinct_events(
     encoded: EncodedEvents, events: tuple[str, ...], accts: np.ndarray, start: np.ndarray, end: np.ndarray
 ) -> np.ndarray:
-    """Users with at least one event in [start, end): those whose last day before `end` is >= `start`."""
-    groups = user_groups(encoded, events)
+    """Event types of the filter with at least one daily row in [start, end), from each type's own stream."""
     out = np.zeros((end.shape[0], accts.shape[1]))
-    for i, (s, e) in enumerate(zip(start[:, 0], end[:, 0], strict=True)):
-        last = last_day_before(encoded, events, groups, int(e))
-        out[i] = np.bincount(groups["acct"][last >= s], minlength=accts.shape[1])
+    for event in events or tuple(encoded.event_codes):
+        if event not in encoded.event_codes:
+            continue
+        stream = daily_stream(encoded, (event,))
+        rows = stream["cum_ones"]
+        hi = np.searchsorted(stream["key"], accts * SHIFT + end)
+        lo = np.searchsorted(stream["key"], accts * SHIFT + start)
+        out += rows[hi] > rows[lo]
     return out
+
+
+PER_USER = {
+    "distinct_users": distinct_users,
+    "lapsed_users": lapsed_users,
+    "new_users": new_users,
+    "top_user_share": top_user_share,
+}
 
 
 def user_groups(encoded: EncodedEvents, events: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Unique user-days of a filter, sorted by (account-user group, day)."""
     key = ("users", events)
     if key not in encoded.cache:
-        ud = filtered(encoded, encoded.user_days, events)[["acct", "user", "day"]].drop_duplicates()
-        ud = ud.sort_values(["acct", "user", "day"])
+        ud = filtered(encoded, encoded.user_days, events)
+        ud = ud.groupby(["acct", "user", "day"], sort=True, as_index=False)["count"].sum()
         pair = ud["acct"].to_numpy() * np.int64(1 << 31) + ud["user"].to_numpy()
         group, uniques = pd.factorize(pair, sort=True)
         day = ud["day"].to_numpy()
@@ -145,6 +217,7 @@ def user_groups(encoded: EncodedEvents, events: tuple[str, ...]) -> dict[str, np
             "n": len(uniques),
             "acct": (uniques // np.int64(1 << 31)).astype(np.int64),
             "starts": np.arange(len(uniques), dtype=np.int64) * SHIFT,
+            "cum_count": np.concatenate([[0.0], np.cumsum(ud["count"].to_numpy(dtype=float))]),
         }
     return encoded.cache[key]
 

@@ -11,7 +11,7 @@ from rich.progress import Progress
 
 from features.build import FeatureSet, build_features, metric_set_for
 from features.io import write_table
-from features.tables import DataError, Tables, load_tables
+from features.tables import DataError, Engine, Tables, load_tables
 
 
 def check_as_of(as_of: date, data_end: pd.Timestamp) -> None:
@@ -24,17 +24,23 @@ def check_as_of(as_of: date, data_end: pd.Timestamp) -> None:
 
 
 def features_to_file(
-    data_dir: Path, as_of_dates: list, out: Path, metrics_yaml: Path | None = None, console: Console | None = None
+    data_dir: Path,
+    as_of_dates: list,
+    out: Path,
+    metrics_yaml: Path | None = None,
+    console: Console | None = None,
+    engine: Engine | None = None,
 ) -> tuple[Path, int]:
     """Load and validate the tables, build features for the dates, write them atomically.
 
     `metrics_yaml` replaces the shipped `features/metrics.yaml`; what loading cleaned and which
-    account attributes were excluded are printed to `console` as warnings.
+    account attributes were excluded are printed to `console` as warnings. `engine` picks what
+    reads the events and computes the window metrics (default numpy; the output is the same).
     """
     console = console or Console(stderr=True)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("loading tables", total=2)
-        tables = load_tables(data_dir)
+        tables = load_tables(data_dir, engine)
         for as_of in as_of_dates:
             check_as_of(as_of, tables.data_end)
         progress.update(task, advance=1, description="building features")

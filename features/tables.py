@@ -9,6 +9,7 @@ scientist sees what was cleaned. Everything downstream may then assume clean, ty
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -104,12 +105,18 @@ def named(ids: dict[str, int]) -> str:
 
 @dataclass(frozen=True)
 class Tables:
-    """The validated input: one frame per table, typed as the contract says."""
+    """The validated input: one frame per table, typed as the contract says.
+
+    With the Spark engine (`features.spark_engine`) the events stay in Spark: `events` then holds
+    only each event type's first and last event (what single-machine code reads from it: the data's
+    span, the event types, whether users are named), and `windows` computes the window metrics.
+    """
 
     accounts: pd.DataFrame
     subscriptions: pd.DataFrame
     events: pd.DataFrame
     quality: DataQuality = field(default_factory=DataQuality)
+    windows: Callable[..., pd.DataFrame] | None = None  # (metrics, dates) -> window metrics; None: numpy engine
 
     @property
     def data_end(self) -> pd.Timestamp:
@@ -122,8 +129,34 @@ class Tables:
         return bool(self.events["user_id"].notna().any())
 
 
-def load_tables(data_dir: Path | str) -> Tables:
+ENGINES = ("numpy", "spark")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Which engine reads the events and computes the window metrics: the embedded numpy one, or Spark.
+
+    Attributes:
+        name: `numpy` (the default: one machine, in memory) or `spark` (PySpark, `features.spark_engine`).
+        spark_master: Spark's master URL (`local[4]`, `spark://host:7077`, `yarn`); None: `local[*]`,
+            or Spark Connect when `SPARK_REMOTE` is set.
+    """
+
+    name: str = "numpy"
+    spark_master: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ENGINES:
+            raise DataError(f"--engine {self.name!r}: use {' or '.join(ENGINES)}")
+        if self.spark_master is not None and self.name != "spark":
+            raise DataError("--spark-master is for --engine spark")
+
+
+def load_tables(data_dir: Path | str, engine: Engine | None = None) -> Tables:
     """Read `accounts`, `subscriptions` and `events` (CSV or Parquet) from a folder and validate them.
+
+    With `Engine("spark")` the events are read and cleaned by Spark and stay there (`data_dir` may
+    then be an object-storage URL); the rules and the result are the same.
 
     Raises:
         DataError: a table is missing or empty, a required column is absent, a value has the wrong
@@ -131,6 +164,10 @@ def load_tables(data_dir: Path | str) -> Tables:
             or more than `settings.max_unknown_account_share()` of the rows of a table name
             accounts that `accounts` does not have (a broken join key; fewer are dropped).
     """
+    if engine is not None and engine.name == "spark":
+        from features.spark_engine import load_tables_spark, spark_session
+
+        return load_tables_spark(data_dir, spark_session(engine.spark_master))
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist")
@@ -143,21 +180,12 @@ def validate_tables(frames: dict[str, pd.DataFrame]) -> Tables:
     The junk every real export has (rows of unknown accounts, duplicate events, impossible
     timestamps) is dropped and counted in `Tables.quality`; see `load_tables` for what is refused.
     """
-    typed = {name: typed_table(name, frames[name]) for name in TABLES}
-    subs, accounts = typed["subscriptions"], typed["accounts"]
-    for col in ("arr", "seats"):
-        fail_rows("subscriptions", col, subs[col] < 0, subs, f"{col} must be >= 0")
-    fail_rows(
-        "subscriptions", "end_date", subs["end_date"] <= subs["start_date"], subs, "end_date must be after start_date"
-    )
-    fail_rows("accounts", "account_id", accounts["account_id"].duplicated(), accounts, "account_id must be unique")
-    share = unknown_share_limit()
-    events = typed["events"]
+    events = typed_table("events", frames["events"])
+    accounts, subs, stray_subs = contract_tables(frames["accounts"], frames["subscriptions"])
     event_rows = len(events)
     duplicate = duplicate_rows(events)
     events = events[~duplicate] if duplicate.any() else events
-    subs, stray_subs = known_accounts("subscriptions", subs, accounts, share)
-    events, stray_events = known_accounts("events", events, accounts, share)
+    events, stray_events = known_accounts("events", events, accounts, unknown_share_limit())
     events, late = drop_future(events)
     events, early = drop_early(events, accounts)
     quality = DataQuality(
@@ -180,6 +208,24 @@ def validate_tables(frames: dict[str, pd.DataFrame]) -> Tables:
     if "user_id" not in events:
         events["user_id"] = pd.NA
     return Tables(accounts=accounts, subscriptions=subs, events=events, quality=quality)
+
+
+def contract_tables(
+    accounts: pd.DataFrame, subscriptions: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """The typed and checked accounts and subscriptions, and the subscription rows dropped per unknown account.
+
+    The small tables, validated the same way whichever engine reads the events (`features.spark_engine`).
+    """
+    accounts, subs = typed_table("accounts", accounts), typed_table("subscriptions", subscriptions)
+    for col in ("arr", "seats"):
+        fail_rows("subscriptions", col, subs[col] < 0, subs, f"{col} must be >= 0")
+    fail_rows(
+        "subscriptions", "end_date", subs["end_date"] <= subs["start_date"], subs, "end_date must be after start_date"
+    )
+    fail_rows("accounts", "account_id", accounts["account_id"].duplicated(), accounts, "account_id must be unique")
+    subs, stray = known_accounts("subscriptions", subs, accounts, unknown_share_limit())
+    return accounts, subs, stray
 
 
 def unknown_share_limit() -> float:
@@ -248,12 +294,20 @@ def drop_future(events: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         return events, events["timestamp"]
     stamps = events["timestamp"]
     tail = stamps[stamps >= stamps.quantile(BULK_SHARE).normalize()]
-    days = np.unique(tail.dt.normalize().to_numpy())
-    gaps = np.flatnonzero(np.diff(days) > np.timedelta64(FUTURE_GAP_DAYS, "D"))
-    if len(gaps) == 0:
+    cutoff = future_cutoff(np.unique(tail.dt.normalize().to_numpy()))
+    if cutoff is None:
         return events, events["timestamp"].iloc[:0]
-    late = (events["timestamp"] >= pd.Timestamp(days[gaps[0]]) + pd.Timedelta(days=1)).to_numpy()
+    late = (events["timestamp"] >= cutoff).to_numpy()
     return events[~late], events["timestamp"][late]
+
+
+def future_cutoff(days: np.ndarray) -> pd.Timestamp | None:
+    """The day after the export's last day, given the sorted days with events from the bulk's end on (None: no gap).
+
+    Shared by both engines: `drop_future` and `features.spark_engine` find those days their own way.
+    """
+    gaps = np.flatnonzero(np.diff(days) > np.timedelta64(FUTURE_GAP_DAYS, "D"))
+    return pd.Timestamp(days[gaps[0]]) + pd.Timedelta(days=1) if len(gaps) else None
 
 
 def drop_early(events: pd.DataFrame, accounts: pd.DataFrame) -> tuple[pd.DataFrame, int]:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from features.build import build_features
 from features.io import FORMULA_STARTS, output_file, read_user_table, write_table
 from features.pipeline import check_as_of
-from features.tables import DataError, load_tables
+from features.tables import DataError, Engine, load_tables
 from serving import reasons as rs
 from serving.registry import CHURN, CHURN_TABLE, GROWTH, Models, load_bundle, load_models, resolve_version
 from serving.scoring import REASONS, model_array, score_frame
@@ -51,6 +51,7 @@ def score_to_file(
     previous: Path | None = None,
     model_versions: dict[str, int | None] | None = None,
     publish_scores: bool | None = None,
+    engine: Engine | None = None,
 ) -> ScoreRun:
     """Score every account active on `as_of`, write the output file and, when the rules allow, the store.
 
@@ -63,6 +64,8 @@ def score_to_file(
         model_versions: `{"churn": N, "growth": M}` to score with those versions instead of the champions.
         publish_scores: True or False to publish to the latest-scores store or not; None (the
             default) publishes only the champions' scores of the newest as-of date.
+        engine: with `Engine("spark")`, Spark computes the features and scores the rows
+            (`serving.spark_scoring`); the output is the same.
 
     Raises:
         DataError: bad tables, policy or previous file; no champion or unknown version; an as-of
@@ -76,14 +79,20 @@ def score_to_file(
         step = progress.add_task("loading models", total=None)
         models = load_models(versions.get("churn"), versions.get("growth"))
         progress.update(step, description="loading tables")
-        tables = load_tables(data_dir)
+        tables = load_tables(data_dir, engine)
         check_as_of(as_of, tables.data_end)
         progress.update(step, description=f"building features as of {as_of}")
         frame = build_features(tables, [as_of], metrics=models.churn.metrics).frame
         if frame.empty:
             raise DataError(f"no account is active on {as_of}: the subscriptions have no term in force that day")
         progress.update(step, description="scoring", total=len(frame), completed=0)
-        scored = score_frame(frame, models, policy, last, on_rows=lambda n: progress.advance(step, n))
+        if engine is not None and engine.name == "spark":
+            from features.spark_engine import spark_session
+            from serving.spark_scoring import score_frame_spark
+
+            scored = score_frame_spark(frame, models, spark_session(engine.spark_master), policy, last)
+        else:
+            scored = score_frame(frame, models, policy, last, on_rows=lambda n: progress.advance(step, n))
         scored = with_account_facts(scored, tables.accounts, frame)
         progress.update(step, description="writing")
         path = write_table(scored, out)

@@ -28,11 +28,11 @@ import orjson
 import pandas as pd
 
 from features.bundle import ModelBundle
-from features.metrics import HEALTH_EFFECT, singular
+from features.metrics import COUNTING_AGGREGATES, FAMILIES, HEALTH_EFFECT, singular
 
 TOP = 5
+AGG_STYLES = {"lapsed_users": "stopped", "top_user_share": "share"}  # aggregates worded their own way
 MIN_POINTS = 0.01  # drivers smaller than this (in percentage points) are not worth a line
-COUNTS = {"count", "active_days", "distinct_users", "sum_value"}  # missing can only mean none
 CONTRACT_STYLES = {
     "arr": "money",
     "seats": "number_first",
@@ -45,7 +45,8 @@ CONTRACT_STYLES = {
 CHANGE = re.compile(r"change in (?P<subject>.+?)(?P<sep>, | over )(?P<tail>.+)")
 # What a count is of ends where the description goes on to say when, per what or with what:
 # "support tickets | per active user in the last 30 days".
-COUNTED = re.compile(r"(?P<head>.+?)(?P<rest> (?:in|with|since|until|per|over|reached|during|from)\b.*)?")
+COUNTED = re.compile(r"(?P<head>.+?)(?P<rest> (?:in|with|since|until|per|over|reached|during|from|who|\d+)\b.*)?")
+STOPPED = re.compile(r"users who (?P<rest>.+)")  # "users who stopped ...": worded "3 of 12 users stopped ..."
 
 
 @dataclass
@@ -83,7 +84,11 @@ def drivers(bundle: ModelBundle, A: np.ndarray, points: np.ndarray, unit: str, t
     feature = np.asarray(bundle.features, dtype=object)[feat_idx]
     value = feature_values(bundle, A, feat_idx, np.broadcast_to(rows, feat_idx.shape))
     actionable = np.array([bool(bundle.actionable.get(f, False)) for f in bundle.features])[feat_idx]
-    text = driver_texts(bundle, feature, value, pts, actionable, keep, unit)
+    of = np.full(feat_idx.shape, np.nan)
+    for part, whole in wholes(bundle).items():
+        mask = feat_idx == part
+        of[mask] = A[np.broadcast_to(rows, feat_idx.shape)[mask], whole]
+    text = driver_texts(bundle, feature, value, of, pts, actionable, keep, unit)
     family = np.where(keep, np.asarray(names, dtype=object)[order], "")
     return Drivers(
         family=family,
@@ -142,6 +147,28 @@ def family_members(bundle: ModelBundle) -> tuple[list[str], list[np.ndarray]]:
     return list(groups), [np.asarray(idx) for idx in groups.values()]
 
 
+def wholes(bundle: ModelBundle) -> dict[int, int]:
+    """Feature position -> position of the feature counting the group it is part of, where the model has both.
+
+    Users who stopped are part of the users active in the window before theirs ("3 of 12 users stopped"):
+    a count alone cannot say whether 3 is most of the account or a rounding error.
+    """
+    position = {f: i for i, f in enumerate(bundle.features)}
+    out = {}
+    for part in bundle.metrics.windows:
+        if part.agg != "lapsed_users" or part.name not in position:
+            continue
+        for whole in bundle.metrics.windows:
+            if (
+                whole.agg == "distinct_users"
+                and whole.name in position
+                and (whole.events, whole.window_days) == (part.events, part.window_days)
+                and whole.offset_days == part.offset_days + part.window_days
+            ):
+                out[position[part.name]] = position[whole.name]
+    return out
+
+
 def feature_values(bundle: ModelBundle, A: np.ndarray, feat_idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The value of feature `feat_idx[i, j]` in row `rows[i, j]` (category labels for categories)."""
     out = A[rows, feat_idx].astype(object)
@@ -156,20 +183,23 @@ def driver_texts(
     bundle: ModelBundle,
     feature: np.ndarray,
     value: np.ndarray,
+    of: np.ndarray,
     pts: np.ndarray,
     actionable: np.ndarray,
     keep: np.ndarray,
     unit: str,
 ) -> np.ndarray:
-    """One sentence per kept driver: the worded value, then its signed points and actionability."""
+    """One sentence per kept driver: the worded value (out of `of` where it is a part of a whole), then its
+    signed points and actionability."""
     out = np.full(feature.shape, None, dtype=object)
     for name in np.unique(feature[keep]):
         mask = keep & (feature == name)
         style, description = style_of(bundle, name), bundle.descriptions.get(name, name)
         window = window_days(bundle, name)
         out[mask] = [
-            f"{worded(style, description, v, window)} ({signed_points(p)} pts {unit}{'' if a else ', not actionable'})"
-            for v, p, a in zip(value[mask], pts[mask], actionable[mask], strict=True)
+            f"{worded(style, description, v, window, o)} ({signed_points(p)} pts {unit}"
+            f"{'' if a else ', not actionable'})"
+            for v, o, p, a in zip(value[mask], of[mask], pts[mask], actionable[mask], strict=True)
         ]
     return out
 
@@ -182,28 +212,39 @@ def style_of(bundle: ModelBundle, feature: str) -> str:
         return CONTRACT_STYLES[feature]
     for metric in bundle.metrics.windows:
         if metric.name == feature:
-            return "count" if metric.agg in COUNTS else metric.agg
+            return AGG_STYLES.get(metric.agg) or ("count" if metric.agg in COUNTING_AGGREGATES else metric.agg)
     for derived in bundle.metrics.derived:
         if derived.name == feature:
-            return derived.kind
+            return "renewal_change" if derived.renewal_within_days is not None else derived.kind
     return "plain"
 
 
 def window_days(bundle: ModelBundle, feature: str) -> int | None:
-    """The look-back of a window metric (for "more than N days" when nothing happened in it)."""
-    return next((m.window_days for m in bundle.metrics.windows if m.name == feature), None)
+    """The look-back of a window metric (for "more than N days" when nothing happened in it), or how close to
+    a renewal a renewal-gated trend exists (for "renewal more than N days away")."""
+    days = {m.name: m.window_days for m in bundle.metrics.windows}
+    days |= {d.name: d.renewal_within_days for d in bundle.metrics.derived if d.renewal_within_days is not None}
+    return days.get(feature)
 
 
-def worded(style: str, description: str, value, window: int | None = None) -> str:
+def worded(style: str, description: str, value, window: int | None = None, of: float | None = None) -> str:
     """A feature's description with its value worked in, capitalised as a sentence.
 
     Styles: `count` (a window count or sum: missing means none), `rate` (a count per day, shown per
     30 days when under one a day), `number_first` (a contract number: missing is unknown), `ratio`
-    (missing: nothing to divide by), `days_since_last`, `change`, `percent`, `money`, `category` and
-    `plain` (description: value).
+    (missing: nothing to divide by), `days_since_last`, `change`, `renewal_change` (a change that exists
+    only `window` days or less before a renewal), `percent`, `share` (description: 42%), `stopped` (users
+    who stopped, `of` the users before them), `money`, `category` and `plain` (description: value).
     """
     missing = value is None or (isinstance(value, float) and math.isnan(value))
-    if style == "category":
+    if style == "stopped" and not missing:
+        text = worded_stopped(description, float(value), of)
+    elif style == "share":
+        text = f"{description}: {'not defined (no events)' if missing else f'{value:.0%}'}"
+    elif style == "renewal_change":
+        absent = f"not measured (renewal more than {window} days away, or no use in the earlier period)"
+        text = worded_change(description, None if missing else float(value), absent)
+    elif style == "category":
         head, _, rest = description.partition(" (")
         text = f"{head}: {'unknown' if missing else value}" + (f" ({rest}" if rest else "")
     elif style == "change":
@@ -217,7 +258,7 @@ def worded(style: str, description: str, value, window: int | None = None) -> st
         text = counted(value * 30, description.replace(" per day", " per 30 days", 1))  # 1 a month, not 0.033 a day
     elif style in ("count", "rate", "number_first", "ratio") and not missing:
         text = counted(float(value), description)
-    elif style in ("count", "rate"):
+    elif style in ("count", "rate", "stopped"):
         text = f"no {description}"
     elif style == "ratio":
         text = f"{description}: not defined (nothing to divide by)"
@@ -246,16 +287,29 @@ def worded_wait(description: str, days: float | None, window: int | None) -> str
     return f"{description}: more than {window} days"
 
 
-def worded_change(description: str, value: float | None) -> str:
-    """'change in logins, last 30 days vs the 30 before' at -0.45 -> 'logins down 45% (last 30 days ...)'."""
+def worded_change(description: str, value: float | None, absent: str | None = None) -> str:
+    """'change in logins, last 30 days vs the 30 before' at -0.45 -> 'logins down 45% (last 30 days ...)'.
+
+    `absent` says why a missing value is missing, when it can be more than "nothing earlier to compare with".
+    """
     match = CHANGE.fullmatch(description)
     if not match:
         return f"{description}: {'unknown' if value is None else f'{value:+,.0%}'}"
     subject, sep, tail = match["subject"], match["sep"], match["tail"]
     if value is None:  # the earlier figure was zero (or absent): a ratio to it means nothing
+        if absent:
+            return f"{subject}: {absent}"
         return f"{subject}: none in the earlier period to compare with ({tail if sep == ', ' else 'over ' + tail})"
     move = "unchanged" if round(value * 100) == 0 else f"{'up' if value > 0 else 'down'} {abs(value):,.0%}"
     return f"{subject} {move} ({tail})" if sep == ", " else f"{subject} {move} over {tail}"
+
+
+def worded_stopped(description: str, stopped: float, of: float | None) -> str:
+    """'3 of 12 users stopped using the product ...' where the users before are known, else '3 users who stopped'."""
+    match = STOPPED.fullmatch(description)
+    if of is None or math.isnan(of) or of <= 0 or not match:
+        return counted(stopped, description)
+    return f"{number(stopped)} of {number(of)} {'user' if of == 1 else 'users'} {match['rest']}"
 
 
 def number(value: float) -> str:
@@ -332,4 +386,7 @@ def family_labels(bundle: ModelBundle) -> dict[str, str]:
         family, description = bundle.families.get(feature, feature), bundle.descriptions.get(feature, feature)
         if feature == family or feature.endswith("__count_30d"):
             labels[family] = description.removesuffix(" in the last 30 days")
-    return {family: labels.get(family, family.replace("_", " ")) for family in family_members(bundle)[0]}
+    return {
+        family: labels.get(family) or FAMILIES.get(family) or family.replace("_", " ")
+        for family in family_members(bundle)[0]
+    }

@@ -11,7 +11,7 @@ import pytest
 
 from features.build import build_features, build_snapshots
 from features.engine import encode_events, window_metrics
-from features.metrics import LOOKBACK, default_metric_set
+from features.metrics import COUNTING_AGGREGATES, FAMILIES, LOOKBACK, default_metric_set
 from features.subscriptions import LabelRules
 from features.tables import Tables
 from tests.world import EVENTS, small_world
@@ -25,21 +25,22 @@ def world() -> Tables:
 
 
 def future_events(tables: Tables, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per account and event type: events at, just after and well after `as_of`, new users, extreme values."""
+    """Per account and event type: events at, just after and well after `as_of`, extreme values, from a new
+    user (new users, distinct users, the top user's share) and from every known user of the account (one who
+    had stopped is back: users who stopped)."""
     ids = tables.accounts["account_id"]
+    users = pd.concat(
+        [pd.DataFrame({"account_id": ids, "user_id": ids + "-newcomer"}), tables.events[["account_id", "user_id"]]]
+    ).drop_duplicates()
     rows = []
     for lag in (pd.Timedelta(0), pd.Timedelta(minutes=1), pd.Timedelta(days=3)):
         for event in EVENTS:
             rows.append(
-                pd.DataFrame(
-                    {
-                        "account_id": ids,
-                        "timestamp": as_of + lag,
-                        "event": event,
-                        "user_id": ids + "-newcomer",
-                        "count": 7.0,
-                        "value": 10.0 if event == "nps_response" else np.nan,
-                    }
+                users.assign(
+                    timestamp=as_of + lag,
+                    event=event,
+                    count=np.where(users["user_id"].str.endswith("-newcomer"), 50.0, 1.0),
+                    value=10.0 if event == "nps_response" else np.nan,
                 )
             )
     return pd.concat(rows, ignore_index=True)
@@ -55,25 +56,35 @@ def features_at(tables: Tables, as_of: pd.Timestamp, metrics) -> pd.DataFrame:
 
 @pytest.mark.parametrize("as_of", AS_OF)
 def test_events_at_or_after_as_of_change_no_metric(world, as_of):
-    metrics = default_metric_set(EVENTS)
+    metrics = default_metric_set(EVENTS, families=tuple(FAMILIES))  # the defaults and every family
+    # A few accounts fell quiet for the 60 days before: the injected events are their only recent ones, so
+    # aggregates that saturate in busy accounts (kinds of use) move too.
+    ev = world.events
+    quiet = ev["account_id"].isin(world.accounts["account_id"].iloc[:3]) & (
+        ev["timestamp"] >= as_of - pd.Timedelta(days=60)
+    )
+    world = with_events(world, ev[~quiet])
     leaked = with_events(world, pd.concat([world.events, future_events(world, as_of)], ignore_index=True))
     base = features_at(world, as_of, metrics)
     pd.testing.assert_frame_equal(base, features_at(leaked, as_of, metrics))
-    # Power: one day later the same injected events are history, and every metric family moves.
-    later = as_of + pd.Timedelta(days=1)
-    before, after = features_at(world, later, metrics), features_at(leaked, later, metrics)
-    moved = [
-        name
-        for name in metrics.feature_names
-        if not np.allclose(before[name].to_numpy(float), after[name].to_numpy(float), equal_nan=True)
-    ]
-    assert set(moved) == set(metrics.feature_names), set(metrics.feature_names) - set(moved)
+    # Power: later the same injected events are history, and every metric moves: a day later, or (for a
+    # window ending 30 days before the as-of date) 31 days later.
+    moved = set()
+    for days in (1, 31):
+        later = as_of + pd.Timedelta(days=days)
+        before, after = features_at(world, later, metrics), features_at(leaked, later, metrics)
+        moved |= {
+            name
+            for name in metrics.feature_names
+            if not np.allclose(before[name].to_numpy(float), after[name].to_numpy(float), equal_nan=True)
+        }
+    assert moved == set(metrics.feature_names), set(metrics.feature_names) - moved
 
 
 @pytest.mark.parametrize("as_of", AS_OF)
 def test_history_older_than_longest_window_changes_nothing(world, as_of):
-    metrics = default_metric_set(EVENTS)
-    cutoff = as_of - pd.Timedelta(days=max(m.window_days + m.offset_days for m in metrics.windows))
+    metrics = default_metric_set(EVENTS, families=tuple(FAMILIES))  # the defaults and every family
+    cutoff = as_of - pd.Timedelta(days=max(m.span_days for m in metrics.windows))
     assert cutoff <= as_of - pd.Timedelta(days=LOOKBACK)
     trimmed = with_events(world, world.events[world.events["timestamp"] >= cutoff])
     assert len(trimmed.events) < len(world.events)
@@ -96,7 +107,7 @@ def test_many_dates_in_one_pass_equal_one_date_at_a_time(world):
 
 
 def test_engine_matches_duckdb_running_each_metric_sql(world):
-    metrics = default_metric_set(EVENTS)
+    metrics = default_metric_set(EVENTS, families=tuple(FAMILIES))  # the defaults and every family
     ours = window_metrics(encode_events(world), metrics, pd.DatetimeIndex(AS_OF)).set_index(["account_id", "as_of"])
     con = duckdb.connect()
     con.register("events", world.events)
@@ -104,7 +115,7 @@ def test_engine_matches_duckdb_running_each_metric_sql(world):
     for metric in metrics.windows:
         sql = con.execute(metric.to_sql()).df().set_index(["account_id", "as_of"])[metric.name]
         expected = sql.reindex(ours.index)
-        if metric.agg in ("count", "active_days", "distinct_users", "sum_value"):
+        if metric.agg in COUNTING_AGGREGATES:
             expected = expected.fillna(0)
         np.testing.assert_allclose(ours[metric.name], expected.astype(float), equal_nan=True, err_msg=metric.name)
 

@@ -13,7 +13,7 @@ import shap
 
 from features.build import build_features
 from features.bundle import ModelBundle
-from features.metrics import HEALTH_EFFECT, Metric, MetricSet, default_metric_set
+from features.metrics import DEFAULT_FAMILIES, FAMILIES, HEALTH_EFFECT, Metric, MetricSet, default_metric_set
 from features.tables import DataError, load_tables
 from serving import reasons as rs
 from serving.registry import load_models
@@ -98,6 +98,64 @@ def test_points_are_signed_with_a_true_minus_and_small_moves_stay_visible():
 )
 def test_numbers_read_with_their_unit_in_the_right_number(style, description, value, text):
     assert rs.worded(style, description, value) == text
+
+
+def test_the_generic_families_read_as_sentences():
+    d = default_metric_set(["login", "report_exported", "support_ticket"], families=tuple(FAMILIES)).descriptions
+    stopped = d["activity__lapsed_users_30d"]
+    tail = "stopped using the product in the last 30 days (active 30-60 days ago, none since)"
+    assert rs.worded("stopped", stopped, 3.0, 30, 12.0) == f"3 of 12 users {tail}"
+    assert rs.worded("stopped", stopped, 1.0, 30, 1.0) == f"1 of 1 user {tail}"
+    assert rs.worded("stopped", stopped, 1.0, 30, float("nan")) == f"1 user who {tail}"  # the whole unknown
+    assert rs.worded("count", d["activity__users_prior_30d"], 1.0) == "1 active user 30-60 days ago"
+    assert rs.worded("count", d["activity__new_users_30d"], 1.0) == (
+        "1 new user in the last 30 days (no activity in the 335 days before)"
+    )
+    assert rs.worded("share", d["activity__top_user_share_30d"], 0.42) == (
+        "Most active user's share of the events in the last 30 days: 42%"
+    )
+    assert rs.worded("count", d["use__event_types_30d"], 1.0) == (
+        "1 kind of product use in the last 30 days (of 2 event types)"
+    )
+    assert rs.worded("ratio", d["use__per_seat_30d"], 2.345) == "2.3 product uses per licensed seat in the last 30 days"
+    assert rs.worded("change", d["use__trend_90d"], -0.3) == "Product use down 30% (last 90 days vs the 90 before)"
+    renewal = d["use__renewal_trend_60d"]
+    assert rs.worded("renewal_change", renewal, -0.4, 60) == (
+        "Product use before renewal down 40% (last 60 days vs the 60 before)"
+    )
+    assert rs.worded("renewal_change", renewal, float("nan"), 60) == (
+        "Product use before renewal: not measured (renewal more than 60 days away, or no use in the earlier period)"
+    )
+
+
+def test_users_who_stopped_read_as_a_part_of_the_users_active_before():
+    rng = np.random.default_rng(1)
+    before = rng.integers(1, 40, 3000).astype(float)
+    stopped = np.floor(before * rng.uniform(0, 0.6, 3000))
+    y = (rng.random(3000) < 0.05 + 0.6 * stopped / before).astype(int)
+    X = pd.DataFrame({"activity__lapsed_users_30d": stopped, "activity__users_prior_30d": before})
+    every = default_metric_set([], families=("user_churn",))
+    metrics = MetricSet(tuple(m for m in every.windows if m.name in X), ())
+    bundle = ModelBundle(
+        "churn",
+        model.fit(X, y, model.params_for(0), 40),
+        list(X),
+        {},
+        {"a": 1.0, "b": 0.0},
+        metrics,
+        metrics.descriptions,
+        metrics.families,
+        dict.fromkeys(X, True),
+        directions=metrics.directions,
+        typical=model.typical_values(X, metrics.directions, metrics.recency),
+    )
+    A = X.to_numpy()
+    d = rs.drivers(bundle, A, bundle.contributions(A)[0], "risk")
+    rows, cols = np.nonzero(d.feature == "activity__lapsed_users_30d")
+    assert len(rows) > 500
+    for r, c in zip(rows, cols, strict=True):
+        users = "user" if before[r] == 1 else "users"
+        assert d.text[r, c].startswith(f"{stopped[r]:.0f} of {before[r]:.0f} {users} stopped using the product in")
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +396,20 @@ def test_every_reason_of_the_demo_book_reads_well(demo_book):
     assert stumbles("1 days since any activity (+6 pts risk)", set()) == ["1 with a plural"]  # the rules bite
     assert stumbles("12 days since the last of logins (+0.3 pts risk)", set()) == ["the last of"]
     assert stumbles("Length of the current term in days: 365 (+2 pts growth)", set()) == ["bare number without a unit"]
+
+
+@pytest.mark.slow
+def test_every_generic_family_reads_well_for_every_account_of_the_demo_book(explained, demo_book):
+    models, frame, A, points, *_ = explained
+    attributes = {a.lower() for a in models.churn.metrics.attributes.chosen or ()}
+    every = rs.drivers(models.churn, A, points, "risk", top=len(models.churn.features))  # every family, every row
+    generic = np.isin(every.family, list(FAMILIES))
+    used = {f for f in DEFAULT_FAMILIES if f in every.family_points and (every.family_points[f].abs() >= 0.01).any()}
+    assert used and set(every.family[generic].tolist()) == used  # every default family the model uses is worded
+    assert {t: w for t in set(every.text[generic].tolist()) if (w := stumbles(t, attributes))} == {}
+    _, scored = demo_book  # and the families do make the top reasons a CSM reads
+    shown = {d["driver"] for cell in scored["reasons_json"] for t in ("churn", "growth") for d in json.loads(cell)[t]}
+    assert shown & set(DEFAULT_FAMILIES)
 
 
 @pytest.mark.slow

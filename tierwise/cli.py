@@ -63,6 +63,18 @@ TableOut = Annotated[Path, typer.Option(help="Output file (.csv or .parquet).", 
 Seed = Annotated[
     int, typer.Option(min=0, max=LIGHTGBM_SEED_MAX, help="Random seed: the same seed gives the same result.")
 ]
+EngineName = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="What reads the events and computes the window metrics: numpy (embedded, default) or spark "
+        "(PySpark: local mode, --spark-master, or Spark Connect through SPARK_REMOTE). Same output.",
+    ),
+]
+SparkMaster = Annotated[
+    str | None,
+    typer.Option(help="With --engine spark: Spark's master URL (default local[*]; e.g. spark://host:7077, yarn)."),
+]
 MetricsFile = Annotated[
     Path | None,
     typer.Option(
@@ -96,11 +108,15 @@ def features_cmd(
     as_of: Annotated[list[str], typer.Option("--as-of", help="As-of date YYYY-MM-DD; repeat for several.")],
     out: TableOut,
     metrics: MetricsFile = None,
+    engine: EngineName = "numpy",
+    spark_master: SparkMaster = None,
 ) -> None:
     """Build point-in-time features for the accounts in force on each as-of date."""
     from features.pipeline import features_to_file
+    from features.tables import Engine
 
-    path, rows = features_to_file(data, [parse_date(d) for d in as_of], out, metrics, console)
+    choice = Engine(engine, spark_master)
+    path, rows = features_to_file(data, [parse_date(d) for d in as_of], out, metrics, console, choice)
     console.print(f"[green]{rows:,} feature rows written to {path}[/green]")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from features.tables import DataError
-from tierwise.cli import TableOut, app, console, html_out, parse_date
+from tierwise.cli import EngineName, SparkMaster, TableOut, app, console, html_out, parse_date
 
 
 @app.command("score")
@@ -49,12 +49,19 @@ def score(
             show_default=False,
         ),
     ] = None,
+    engine: EngineName = "numpy",
+    spark_master: SparkMaster = None,
 ) -> None:
     """Score every account active on a date with the champion models: risk, potential, reasons, tiers."""
     from features.pipeline import print_warnings
+    from features.tables import Engine
     from serving.batch import score_table, score_to_file
 
+    choice = Engine(engine, spark_master)
+
     if table is not None:
+        if choice.name != "numpy":
+            raise DataError("--engine: table mode scores a flat table on one machine; use --data for Spark")
         if publish is not None:
             raise DataError("--publish/--no-publish: table mode has no latest-scores store to publish to")
         run = score_table(table, out, id_col, churn_version)
@@ -73,6 +80,7 @@ def score(
         previous,
         {"churn": churn_version, "growth": growth_version},
         publish,
+        choice,
     )
     print_warnings(console, list(run.warnings))
     tiers = run.scored["tier"].value_counts().to_dict()

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from features.errors import DataError
-from tierwise.cli import MetricsFile, Seed, app, console, parse_date
+from tierwise.cli import EngineName, MetricsFile, Seed, SparkMaster, app, console, parse_date
 
 MAX_HORIZON_DAYS = 3650  # ten years: beyond it no export holds a single label window
 
@@ -59,6 +59,8 @@ def train_cmd(
     policy: Annotated[
         Path | None, typer.Option(help="The team's tier policy YAML, replayed on the backtest (default: shipped).")
     ] = None,
+    engine: EngineName = "numpy",
+    spark_master: SparkMaster = None,
 ) -> None:
     """Train, backtest, log and register the churn and growth models (or a churn model from a flat table)."""
     if (data is None) == (table is None):
@@ -73,7 +75,9 @@ def train_cmd(
         train_table(table, target, id_col, experiment=experiment, seed=seed, capacity=capacity, console=console)
         return
     from features.subscriptions import LabelRules
+    from features.tables import Engine
 
+    choice = Engine(engine, spark_master)  # a bad engine is refused before the slow imports
     rules = LabelRules(churn_grace_days, growth_min_increase)  # bad rules are refused before the slow imports
     as_of_date = parse_date(as_of) if as_of else None
     from training.pipeline import train
@@ -90,6 +94,7 @@ def train_cmd(
         metrics_yaml=metrics,
         label_rules=rules,
         policy=policy,
+        engine=choice,
     )
 
 

@@ -29,7 +29,7 @@ from features.pipeline import print_warnings
 from features.policy import load_policy
 from features.profile import feature_profile
 from features.subscriptions import LabelRules
-from features.tables import load_tables
+from features.tables import Engine, load_tables
 from training import model
 from training.backtest import Backtest, run_backtest
 from training.coverage import Replay, coverage_table, log_replay, replay_policy
@@ -78,6 +78,7 @@ def train(
     metrics_yaml: Path | None = None,
     label_rules: LabelRules | None = None,
     policy: Path | None = None,
+    engine: Engine | None = None,
 ) -> TrainResult:
     """Train, backtest, log and register the churn and growth models from a data folder.
 
@@ -97,6 +98,7 @@ def train(
             the declarations used are stored with the models, so scoring never reads this file again.
         label_rules: churn grace period and growth minimum increase (default `LabelRules()`).
         policy: the team's tier policy YAML, replayed on the backtest (default: the shipped policy).
+        engine: what reads the events and computes the snapshots' window metrics (default numpy).
 
     Raises:
         DataError: bad tables, bad policy, too little history, or no positive label.
@@ -107,7 +109,7 @@ def train(
         load_yaml(metrics_yaml)  # a bad declarations file is refused before the slow part
     with threadpool_limits(1, user_api="blas"), Progress(console=console, transient=True) as progress:
         task = progress.add_task("loading tables", total=2 + 2 * len(TARGETS))
-        tables = load_tables(data_dir)
+        tables = load_tables(data_dir, engine)
         print_warnings(console, tables.quality.warnings())  # shown even if what is left cannot train
         progress.update(task, advance=1, description="building snapshots")
         metrics = metric_set_for(tables, metrics_yaml)
