@@ -100,7 +100,7 @@ def build_features(
     metrics, screen = with_attributes(tables, metrics)
     attributes = list(metrics.attributes.chosen)
     contract = subscription_features(tables, dates)
-    windows = window_metrics(encode_events(tables), metrics, dates)
+    windows = window_metrics(encode_events(tables, metrics), metrics, dates)
     frame = contract.merge(windows, on=KEYS, how="left")
     contract_names = [c for c in CONTRACT if c != SEAT_UTILISATION or USERS_30D in frame]
     if SEAT_UTILISATION in contract_names:
