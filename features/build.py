@@ -100,7 +100,7 @@ def build_features(
     metrics, screen = with_attributes(tables, metrics)
     attributes = list(metrics.attributes.chosen)
     contract = subscription_features(tables, dates)
-    engine = tables.windows or (lambda metrics, dates: window_metrics(encode_events(tables), metrics, dates))
+    engine = tables.windows or (lambda metrics, dates: window_metrics(encode_events(tables, metrics), metrics, dates))
     windows = engine(metrics, dates)
     frame = contract.merge(windows, on=KEYS, how="left")
     contract_names = [c for c in CONTRACT if c != SEAT_UTILISATION or USERS_30D in frame]

@@ -11,7 +11,7 @@ import pytest
 
 from features.build import build_features, build_snapshots
 from features.engine import encode_events, window_metrics
-from features.metrics import COUNTING_AGGREGATES, FAMILIES, LOOKBACK, default_metric_set
+from features.metrics import COUNTING_AGGREGATES, FAMILIES, LOOKBACK, MetricSet, default_metric_set
 from features.subscriptions import LabelRules
 from features.tables import Tables
 from tests.world import EVENTS, small_world
@@ -109,6 +109,10 @@ def test_many_dates_in_one_pass_equal_one_date_at_a_time(world):
 def test_engine_matches_duckdb_running_each_metric_sql(world):
     metrics = default_metric_set(EVENTS, families=tuple(FAMILIES))  # the defaults and every family
     ours = window_metrics(encode_events(world), metrics, pd.DatetimeIndex(AS_OF)).set_index(["account_id", "as_of"])
+    # Without a metric needing events per user the engine keeps one row per user and day: the same figures.
+    lean = MetricSet(tuple(m for m in metrics.windows if m.agg != "top_user_share"), ())
+    slim = window_metrics(encode_events(world, lean), lean, pd.DatetimeIndex(AS_OF)).set_index(["account_id", "as_of"])
+    pd.testing.assert_frame_equal(slim, ours[list(slim.columns)])
     con = duckdb.connect()
     con.register("events", world.events)
     con.register("as_of_dates", pd.DataFrame({"as_of": AS_OF}))
