@@ -38,6 +38,7 @@ from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS
 FAMILIES = [f"family_{i:02d}" for i in range(24)]
 TIERS = np.array(["high_touch", "mid_touch", "tech_touch"])
 SEGMENTS = np.array(["save", "grow", "onboard", "nurture"])
+PERSONAS = np.array(["core-usage", "report-exported-led", "light-single-feature", "not_adopted"], dtype=object)
 REPEATS = 15
 
 
@@ -72,6 +73,8 @@ def synthetic_batch(as_of, accounts: int, seed: int = 0, churn_version: str = "1
         "previous_tier": TIERS[rng.integers(0, 3, accounts)],
         "pool": TIERS[rng.integers(0, 3, accounts)],
         "segment": SEGMENTS[rng.integers(0, 4, accounts)],
+        "persona": PERSONAS[rng.integers(0, len(PERSONAS), accounts)],
+        "play": np.full(accounts, None, dtype=object),
         "escalate": rng.random(accounts) < 0.05,
         "onboarding_overflow": np.zeros(accounts, dtype=bool),
         "insufficient_history": rng.random(accounts) < 0.02,
@@ -79,6 +82,7 @@ def synthetic_batch(as_of, accounts: int, seed: int = 0, churn_version: str = "1
     }
     for column in (*REASONS, *GROWTH_REASONS):
         frame[column] = texts[rng.integers(0, len(texts), accounts)]
+    frame["adoption_gaps"] = np.full(accounts, None, dtype=object)
     frame["reasons_json"] = [reasons_json(rng) for _ in range(accounts)]
     frame["changes"] = np.full(accounts, "risk +1 pts: support tickets rose", dtype=object)
     frame["churn_model_version"] = np.full(accounts, churn_version, dtype=object)

@@ -176,9 +176,17 @@ class ModelBundle:
 REGISTRY_MISSING = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
-def registry_missing(exc: BaseException) -> bool:
-    """Whether a registry call failed because the model, version or alias asked for does not exist."""
-    return getattr(exc, "error_code", None) in REGISTRY_MISSING
+MAX_VERSION = 2**63 - 1  # registries number versions with 64-bit integers: a larger number names no version
+
+
+def registry_missing(exc: BaseException, version: int | str | None = None) -> bool:
+    """Whether a registry call failed because the model, version or alias asked for does not exist.
+
+    A version number too large for the store's integers fails inside the store's driver (sqlite's
+    "int too large"), not as "not found": it is still a version that does not exist.
+    """
+    too_large = version is not None and str(version).isdigit() and int(version) > MAX_VERSION
+    return too_large or getattr(exc, "error_code", None) in REGISTRY_MISSING
 
 
 class BundlePyfunc(mlflow.pyfunc.PythonModel):

@@ -78,7 +78,7 @@ def resolve_version(name: str, version: int | str | None) -> str:
             return str(client.get_model_version_by_alias(name, CHAMPION).version)
         return str(client.get_model_version(name, str(version)).version)
     except Exception as exc:
-        if not registry_missing(exc):  # a missing database driver, an unreachable host, a refused login
+        if not registry_missing(exc, version):  # a missing database driver, an unreachable host, a refused login
             raise DataError(f"cannot reach the MLflow tracking store {store}: {public_text(exc)}") from exc
         if version is None:
             raise DataError(f"no {CHAMPION} model registered as {name} in {store}: run `tierwise train` first") from exc

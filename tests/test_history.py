@@ -118,20 +118,20 @@ def test_the_reader_reloads_only_when_the_listing_changes_and_takes_new_columns(
     assert len(reader.account(ONE)) == 1
     cached = dict(reader._tables)
     assert reader.refresh() is False  # nothing new: nothing read
-    newer = synthetic_batch("2026-10-12", ACCOUNTS + 5, seed=2).assign(persona="builder")  # a column added later
+    newer = synthetic_batch("2026-10-12", ACCOUNTS + 5, seed=2).assign(owner="dana")  # a column added later
     append_batch(newer, root)
     assert reader.refresh() is True
     assert all(reader._tables[path] is table for path, table in cached.items())  # old batches not read again
-    reader = HistoryReader(root, columns=(*history.TREND_COLUMNS, "persona"), recheck_seconds=0)
+    reader = HistoryReader(root, columns=(*history.TREND_COLUMNS, "owner"), recheck_seconds=0)
     trend = reader.account(ONE)
     assert trend["as_of"].tolist() == [pd.Timestamp("2026-10-05"), pd.Timestamp("2026-10-12")]
-    assert trend["persona"].isna().tolist() == [True, False]
+    assert trend["owner"].isna().tolist() == [True, False]
     assert len(reader.account("ACC-000044")) == 1  # only in the newer batch
     append_batch(synthetic_batch("2026-10-19", ACCOUNTS, seed=3), root)
     with reader._lock:  # as while another thread reloads: this one is not held up, it reads the previous load
         assert reader.refresh() is False and len(reader.account(ONE)) == 2
     assert reader.refresh() is True and len(reader.account(ONE)) == 3
-    assert account_history(ONE, root)["persona"].tolist()[1] == "builder"
+    assert account_history(ONE, root)["owner"].tolist()[1] == "dana"
 
 
 def test_bad_reads_and_writes_name_what_is_wrong(root, tmp_path):

@@ -273,7 +273,7 @@ def promote(target: str, version: str) -> str:
     try:
         MlflowClient().get_model_version(name, str(version))
     except Exception as exc:
-        if not registry_missing(exc):
+        if not registry_missing(exc, version):
             raise unreachable(exc) from exc
         raise DataError(f"{name} has no version {version!r} in {settings.tracking_store()}") from exc
     wait_for_turn(name)  # a training deciding now would otherwise move the alias right back
