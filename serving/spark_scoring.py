@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from features.personas import check_plays, persona_columns
 from serving.registry import Models
 from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS, changes, dates, score_columns
 
@@ -58,16 +59,20 @@ def score_frame_spark(
     """
     from serving.tiers import assign_tiers, load_policy
 
+    policy = policy or load_policy()
+    check_plays(policy.plays, models.churn.personas, policy.source)
     rows = spark.createDataFrame(spark_ready(features))
     rows = rows.repartition(partitions or default_parallelism(spark))
     scored = rows.mapInPandas(partition_scorer(shipped(spark, models)), SCHEMA).toPandas()
     scored = scored.sort_values(ROW).drop(columns=ROW)
     scored = pd.DataFrame({col: scored[col].to_numpy() for col in scored.columns})  # dtypes as `score_frame` infers
     scored = scored.astype(timestamp_units(features))  # Spark returns microseconds
+    # personas are cheap and hold their place against last run's, which only the driver reads
+    scored = scored.assign(**persona_columns(models.churn.personas, features, previous))
     scored["changes"] = (
         np.asarray(changes(scored, previous, models.churn), dtype=object) if previous is not None else None
     )
-    return assign_tiers(scored, policy or load_policy(), previous)[OUTPUT]
+    return assign_tiers(scored, policy, previous)[OUTPUT]
 
 
 def timestamp_units(features: pd.DataFrame) -> dict[str, np.dtype]:
