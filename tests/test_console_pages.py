@@ -69,6 +69,7 @@ def world(tmp_path_factory):
         mp.delenv("TIERWISE_HISTORY", raising=False)
         mp.delenv("TIERWISE_CONSOLE_DB", raising=False)
         mp.delenv("TIERWISE_CONSOLE_SECURE_COOKIE", raising=False)
+        mp.delenv("TIERWISE_MONITOR_SUMMARY", raising=False)
         store = root / "latest_scores.parquet"
         for week in range(WEEKS):
             last = batch(week)
@@ -119,7 +120,8 @@ def account_url(account_id: str) -> str:
 
 
 def test_every_page_redirects_to_sign_in_without_a_session(client):
-    for url in ("/console", "/console/", "/console/renewals", "/console/moved", "/console/models", "/console/book.csv"):
+    pages = ("/console", "/console/", "/console/renewals", "/console/moved", "/console/models", "/console/monitoring")
+    for url in (*pages, "/console/book.csv"):
         resp = client.get(url, follow_redirects=False)
         assert resp.status_code == 303 and resp.headers["location"].startswith("/console/login?next="), url
     resp = client.post(account_url("ACC-000001") + "/touches", data={"kind": "call"}, follow_redirects=False)
@@ -341,3 +343,68 @@ def test_scored_rows_carry_name_owner_and_activity_when_the_tables_have_them():
     assert [orjson.loads(a) for a in out["activity_30d"]] == [{}, {"login": 3.0}]  # a missing count is left out
     bare = with_account_facts(scored, accounts[["account_id"]], features[["account_id", "tenure_days"]])
     assert list(bare.columns) == ["account_id", "churn_risk"]  # nothing to carry: the rows as scored
+
+
+# --- monitoring ------------------------------------------------------------------------------
+
+HOSTILE_EVENT = "<script>alert('event')</script>"
+
+
+def monitoring_result():
+    """A `Monitoring` put together by the monitoring code itself on a tiny case: v1, the model in use, kept
+    its promise on one batch, fell short on the next and has one still waiting for outcomes; v2 is not in
+    the tracking store; a hostile event type stopped arriving."""
+    from monitoring import freshness as fr
+    from monitoring.estimate import estimate
+    from monitoring.monitor import Drift, MonitorConfig, Monitoring, VersionReport, alarms, retrain_reasons
+    from monitoring.realised import judge, realised
+
+    rng = np.random.default_rng(3)
+    y = rng.random(400) < 0.2
+    good = pd.DataFrame({"churn": y, "churn_risk": np.where(y, 0.6, 0.1) + rng.random(400) * 0.3, "arr": 1000.0})
+    poor = good.assign(churn_risk=rng.random(400))  # no better than chance
+    batches = judge([realised(good, "2026-06-01", "1"), realised(poor, "2026-07-01", "1")], promised_auc=0.85)
+    v1 = VersionReport("1", "run-1", 90, 120, {"roc_auc": 0.85}, batches, ["2026-11-20"])
+    v2 = VersionReport("2", None, None, None, {}, [], ["2026-11-13"], "version 2 is not in the tracking store")
+    stopped = fr.Stream("event", HOSTILE_EVENT, "2026-10-01", "stopped", "2026-10-02", 4.0, 0.0)
+    silence = fr.Silence("2026-11-27", 30, 100, 3, [])
+    result = Monitoring(
+        "2026-11-27", "history", 4, "2026-11-20", [v1, v2], [estimate(rng.random(300) * 0.4, "2026-11-20", "1")],
+        Drift("2026-11-20", "1", [], None, None, []), {}, [stopped], silence, silence,
+    )  # fmt: skip
+    result.alarms = alarms(result, MonitorConfig(), batch_age_days=7)
+    result.retrain = retrain_reasons(result)
+    return result
+
+
+def test_monitoring_page_shows_the_last_summary_or_how_to_make_one(alice, tmp_path, monkeypatch):
+    from monitoring.monitor import save_summary
+
+    summary = tmp_path / "monitor_summary.json"
+    monkeypatch.setenv("TIERWISE_MONITOR_SUMMARY", str(summary))
+    hint = alice.get("/console/monitoring").text
+    assert "No monitoring summary yet" in hint and "tierwise monitor --data DIR" in hint
+    assert 'href="/console/monitoring" aria-current="page">Monitoring</a>' in hint  # in the nav
+
+    result = monitoring_result()
+    assert result.holds("degraded") and result.holds("stale") and not result.holds("drift")
+    save_summary(result, summary)
+    html = alice.get("/console/monitoring").text
+    assert "No monitoring summary yet" not in html and f"Last monitor run <strong>{result.ran_at}</strong>" in html
+    degraded = next(a for a in result.alarms if a.condition == "degraded")
+    assert str(escape(degraded.evidence)) in html and "tierwise-churn v1" in html  # the alarm with its evidence
+    assert "no event since 2026-10-02" in html and "&lt;script&gt;alert(&#39;event&#39;)" in html
+    assert "<script>alert(" not in html  # escaped, never raw
+    assert "Churn model version 1: realised against promised" in html and "Churn model version 2" in html
+    assert html.count('<svg class="auc"') == 2 and html.count('<circle class="degraded"') == 1  # a dot per batch
+    assert html.count('<circle class="realised"') == 1 and html.count('<circle class="estimate"') == 1
+    assert "estimated " in html and "Waiting for outcomes: 2026-11-20." in html  # the waiting batch, labelled
+    assert "version 2 is not in the tracking store" in html
+    assert len(result.retrain) == 2 and all(str(escape(r)) in html for r in result.retrain)  # the retraining advice
+    assert "Not due" not in html
+    # a file that is not a summary says so, never a 500
+    summary.write_text("{not json")
+    broken = alice.get("/console/monitoring")
+    assert broken.status_code == 200 and "monitor_summary.json cannot be read" in broken.text
+    summary.write_text('{"versions": []}')
+    assert "monitor_summary.json lacks ran_at" in alice.get("/console/monitoring").text

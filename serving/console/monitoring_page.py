@@ -1,0 +1,47 @@
+"""The console's Monitoring page: the last `tierwise monitor` run's summary, read from its file.
+
+A monitor run reads every batch's outcomes, the drift of the newest batch and the freshness of each
+event stream: minutes on a large book, far too long for a page view. So `tierwise monitor` leaves its
+summary beside the latest-scores store (`settings.monitor_summary()`) and this page only reads it.
+The chart geometry is the monitoring page's own (`monitoring.page.chart`), drawn by the same macro.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from monitoring.page import chart
+from serving.redact import public_text
+
+SUMMARY_KEYS = ("ran_at", "data_end", "alarms", "conditions", "versions", "estimates", "retrain")
+
+
+def monitoring_page(path: Path) -> dict:
+    """What the page shows: the summary with a chart per model version, or why there is none.
+
+    Returns:
+        `summary` (None when there is none to show), `charts` (version -> chart geometry), `file`
+        (the summary's file name: the service never shows its folders) and `summary_problem` (why a file
+        that is there cannot be shown).
+    """
+    page = {"summary": None, "charts": {}, "file": path.name, "summary_problem": None}
+    try:
+        summary = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return page
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return page | {"summary_problem": f"the monitoring summary {path.name} cannot be read: {public_text(exc)}"}
+    missing = [k for k in SUMMARY_KEYS if k not in summary] if isinstance(summary, dict) else list(SUMMARY_KEYS)
+    if missing:
+        return page | {
+            "summary_problem": f"the monitoring summary {path.name} lacks {', '.join(missing)}: run `tierwise monitor`"
+        }
+    try:
+        charts = {v["version"]: chart(v, summary["estimates"]) for v in summary["versions"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        return page | {
+            "summary_problem": f"the monitoring summary {path.name} is not one `tierwise monitor` wrote: {exc!r}"
+        }
+    return page | {"summary": summary, "charts": charts}
