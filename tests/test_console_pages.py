@@ -35,6 +35,12 @@ HOSTILE_ID = "=1+2<script>alert('id')</script>\"x"
 HOSTILE_NAME = '@SUM(1)<img src=x onerror=alert("name")>'
 HOSTILE_REASON = "<b onmouseover=alert(1)>tickets</b> rose"
 HOSTILE_NOTE = "</textarea><script>alert('note')</script>=HYPERLINK(\"http://evil\")"
+HOSTILE_PLAY = "<script>alert('play')</script>"
+GAPS = (
+    "renewing report-exported-led accounts have report exports on 9 of the last 30 days (median), this account on 3 "
+    "(3x more); renewing report-exported-led accounts have dashboards on 6 of the last 30 days (median), this account "
+    "on 0 (none here)"
+)
 RAW = ("<script>alert(", "<img src=x", "<b onmouseover", "</textarea><script>")
 
 
@@ -48,6 +54,8 @@ def batch(week: int) -> pd.DataFrame:
         orjson.dumps({"login": 10 + i + week, "support_ticket": i % 3}).decode() for i in range(ACCOUNTS)
     ]
     scored.loc[0, ["account_id", "name", "reason_1"]] = [HOSTILE_ID, HOSTILE_NAME, HOSTILE_REASON]
+    scored.loc[0, ["play", "adoption_gaps"]] = [HOSTILE_PLAY, HOSTILE_REASON]
+    scored.loc[3, ["persona", "play", "adoption_gaps"]] = ["report-exported-led", "Run a reporting workshop", GAPS]
     scored.loc[0, ["tier", "pool"]] = "high_touch"
     scored.loc[0, "churn_risk"] = 0.2 + 0.2 * week  # rises by 20 points a week
     scored.loc[0, "arr_at_risk"] = scored.loc[0, "arr"] * scored.loc[0, "churn_risk"]
@@ -237,6 +245,23 @@ def test_book_filters_sorts_searches_and_counts(alice, world):
     assert set(rows_of(alice.get("/console?q=acc-00002").text)) == {f"ACC-00002{i}" for i in range(10)}
     assert "No account matches this view." in alice.get("/console?q=nobody-has-this").text
     assert alice.get("/console?sort=bogus&page=-3&band=purple&renew=7").status_code == 200  # ignored, not 500
+    led = alice.get("/console?persona=report-exported-led&sort=account&order=asc").text
+    assert rows_of(led) == [str(escape(i)) for i in sorted(book.index[book["persona"] == "report-exported-led"])]
+    assert '<option value="report-exported-led" selected>' in led and ">Persona" in led
+    assert "<td>not adopted</td>" in alice.get("/console?persona=not_adopted").text  # the column, worded
+    assert "No account matches this view." in alice.get("/console?persona=nobody").text
+
+
+def test_a_batch_scored_before_personas_still_renders(world, monkeypatch):
+    old = world["book"].reset_index().drop(columns=["persona", "play", "adoption_gaps"])
+    monkeypatch.setenv("TIERWISE_SCORES_STORE", str(write_store(old, Path(world["root"]) / "old" / "plain.parquet")))
+    plain = TestClient(console_app(Console(db=world["db"])))
+    sign_in(plain)
+    book = plain.get("/console?persona=core-usage")  # a bookmarked persona filter on a book without personas
+    assert book.status_code == 200 and ">Persona" not in book.text and "No account matches this view." in book.text
+    assert rows_of(plain.get("/console").text) and "Persona" not in plain.get("/console").text
+    account = plain.get(account_url("ACC-000003"))
+    assert account.status_code == 200 and "Adoption" not in account.text and "Persona" not in account.text
 
 
 def test_csv_export_is_the_current_view_and_formula_safe(alice, world):
@@ -270,6 +295,7 @@ def test_hostile_account_data_renders_as_text_on_every_page(alice):
     assert "@SUM(1)&lt;img src=x onerror=alert(&#34;name&#34;)&gt;" in account
     assert "&lt;b onmouseover=alert(1)&gt;tickets&lt;/b&gt; rose" in account
     assert "&lt;/textarea&gt;&lt;script&gt;alert(&#39;note&#39;)&lt;/script&gt;" in account
+    assert "Play: &lt;script&gt;alert(&#39;play&#39;)&lt;/script&gt;" in account
     assert "alert(&#39;id&#39;)" in pages["search"] and "alert(&#39;id&#39;)" in pages["moved"]
 
 
@@ -280,6 +306,11 @@ def test_account_page_tells_the_story(alice, world):
     assert "60% → <strong>80%</strong>" in html  # what changed since the previous batch
     assert "login" in html and '<svg class="spark"' in html  # activity per family
     assert "Why " in html and "Capacity used" in html and "holds a place" in html and "Model baseline" in html
+    led = alice.get(account_url("ACC-000003")).text
+    assert "<dt>Persona</dt><dd>report-exported-led</dd>" in led and "Adoption: report-exported-led" in led
+    assert "Play: Run a reporting workshop" in led
+    gaps = re.search(r'<ul class="gaps">(.*?)</ul>', led).group(1)
+    assert gaps.count("<li>") == 2 and "report exports on 9 of the last 30 days" in gaps and "(none here)" in gaps
     assert alice.get(account_url("ACC-999999")).status_code == 404
 
 
