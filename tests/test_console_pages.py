@@ -439,3 +439,8 @@ def test_monitoring_page_shows_the_last_summary_or_how_to_make_one(alice, tmp_pa
     assert broken.status_code == 200 and "monitor_summary.json cannot be read" in broken.text
     summary.write_text('{"versions": []}')
     assert "monitor_summary.json lacks ran_at" in alice.get("/console/monitoring").text
+    summary.write_text(orjson.dumps({**result.summary(), "conditions": ["degraded"]}).decode())
+    assert "monitor_summary.json has conditions of the wrong type" in alice.get("/console/monitoring").text
+    summary.write_text(orjson.dumps({**result.summary(), "versions": [{"version": "1"}]}).decode())
+    refused = alice.get("/console/monitoring")
+    assert refused.status_code == 200 and "a model version or batch in it lacks &#39;realised&#39;" in refused.text

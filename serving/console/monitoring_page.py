@@ -15,7 +15,15 @@ import orjson
 from monitoring.page import chart
 from serving.redact import public_text
 
-SUMMARY_KEYS = ("ran_at", "data_end", "alarms", "conditions", "versions", "estimates", "retrain")
+SUMMARY_KEYS = {  # what the page reads, and of which JSON type
+    "ran_at": str,
+    "data_end": str,
+    "alarms": list,
+    "conditions": dict,
+    "versions": list,
+    "estimates": list,
+    "retrain": list,
+}
 
 
 def monitoring_page(path: Path) -> dict:
@@ -34,14 +42,15 @@ def monitoring_page(path: Path) -> dict:
     except (OSError, orjson.JSONDecodeError) as exc:
         return page | {"summary_problem": f"the monitoring summary {path.name} cannot be read: {public_text(exc)}"}
     missing = [k for k in SUMMARY_KEYS if k not in summary] if isinstance(summary, dict) else list(SUMMARY_KEYS)
-    if missing:
-        return page | {
-            "summary_problem": f"the monitoring summary {path.name} lacks {', '.join(missing)}: run `tierwise monitor`"
-        }
+    wrong = [k for k, kind in SUMMARY_KEYS.items() if k not in missing and not isinstance(summary[k], kind)]
+    if missing or wrong:
+        what = f"lacks {', '.join(missing)}" if missing else f"has {', '.join(wrong)} of the wrong type"
+        return page | {"summary_problem": f"the monitoring summary {path.name} {what}: run `tierwise monitor` again"}
     try:
         charts = {v["version"]: chart(v, summary["estimates"]) for v in summary["versions"]}
     except (KeyError, TypeError, ValueError) as exc:
+        problem = f"a model version or batch in it lacks {exc}" if isinstance(exc, KeyError) else str(exc)
         return page | {
-            "summary_problem": f"the monitoring summary {path.name} is not one `tierwise monitor` wrote: {exc!r}"
+            "summary_problem": f"the monitoring summary {path.name} is not one `tierwise monitor` wrote: {problem}"
         }
     return page | {"summary": summary, "charts": charts}
