@@ -396,7 +396,8 @@ def monitoring_result():
     poor = good.assign(churn_risk=rng.random(400))  # no better than chance
     batches = judge([realised(good, "2026-06-01", "1"), realised(poor, "2026-07-01", "1")], promised_auc=0.85)
     v1 = VersionReport("1", "run-1", 90, 120, {"roc_auc": 0.85}, batches, ["2026-11-20"])
-    v2 = VersionReport("2", None, None, None, {}, [], ["2026-11-13"], "version 2 is not in the tracking store")
+    note = "version 2 is not in the tracking store /srv/x/mlflow.db"
+    v2 = VersionReport("2", None, None, None, {}, [], ["2026-11-13"], note)
     stopped = fr.Stream("event", HOSTILE_EVENT, "2026-10-01", "stopped", "2026-10-02", 4.0, 0.0)
     silence = fr.Silence("2026-11-27", 30, 100, 3, [])
     result = Monitoring(
@@ -430,7 +431,7 @@ def test_monitoring_page_shows_the_last_summary_or_how_to_make_one(alice, tmp_pa
     assert html.count('<svg class="auc"') == 2 and html.count('<circle class="degraded"') == 1  # a dot per batch
     assert html.count('<circle class="realised"') == 1 and html.count('<circle class="estimate"') == 1
     assert "estimated " in html and "Waiting for outcomes: 2026-11-20." in html  # the waiting batch, labelled
-    assert "version 2 is not in the tracking store" in html
+    assert "version 2 is not in the tracking store …/mlflow.db" in html and "/srv/x" not in html  # no folders
     assert len(result.retrain) == 2 and all(str(escape(r)) in html for r in result.retrain)  # the retraining advice
     assert "Not due" not in html
     # a file that is not a summary says so, never a 500

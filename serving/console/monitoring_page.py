@@ -53,4 +53,6 @@ def monitoring_page(path: Path) -> dict:
         return page | {
             "summary_problem": f"the monitoring summary {path.name} is not one `tierwise monitor` wrote: {problem}"
         }
+    for version in summary["versions"]:  # a note names the tracking store: shown as the service shows paths
+        version["note"] = public_text(version["note"]) if version.get("note") else ""
     return page | {"summary": summary, "charts": charts}
