@@ -18,6 +18,8 @@ from serving.redact import public_text
 SUMMARY_KEYS = {  # what the page reads, and of which JSON type
     "ran_at": str,
     "data_end": str,
+    "batches": int,
+    "latest_batch": (str, type(None)),
     "alarms": list,
     "conditions": dict,
     "versions": list,
