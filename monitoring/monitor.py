@@ -9,14 +9,17 @@ the same object (`Monitoring.summary()` is plain data).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from features.build import build_features
 from features.errors import DataError
+from features.io import write_text
 from features.tables import Tables, fail_rows, load_tables
 from monitoring import drift as dr
 from monitoring import freshness as fr
@@ -97,6 +100,7 @@ class Monitoring:
     silence_before: fr.Silence
     alarms: list[Alarm] = field(default_factory=list)
     retrain: list[str] = field(default_factory=list)  # why a retrain is due; empty: not due
+    ran_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))  # when (UTC)
 
     def holds(self, condition: str) -> bool:
         """Whether any alarm of `condition` was raised."""
@@ -113,6 +117,11 @@ class Monitoring:
                 "silence_before": asdict(self.silence_before) | {"share": self.silence_before.share},
             }
         )
+
+
+def save_summary(result: Monitoring, path: Path | str) -> Path:
+    """Write `result.summary()` as JSON to `path`, atomically (a reader never sees half a file); returns the path."""
+    return write_text(json.dumps(result.summary(), indent=2), path)
 
 
 def finite(value):

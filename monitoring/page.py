@@ -9,11 +9,14 @@ for their outcomes, then drift, freshness, the alarms and the retraining advice.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 
 from features.io import write_text
-from monitoring.monitor import Monitoring
+
+if TYPE_CHECKING:  # the console imports this module for `chart` alone: it needs none of the monitor's imports
+    from monitoring.monitor import Monitoring
 
 TEMPLATES = Path(__file__).with_name("templates")
 WIDTH, HEIGHT = 640, 200  # the chart's plot area in SVG units

@@ -35,6 +35,12 @@ HOSTILE_ID = "=1+2<script>alert('id')</script>\"x"
 HOSTILE_NAME = '@SUM(1)<img src=x onerror=alert("name")>'
 HOSTILE_REASON = "<b onmouseover=alert(1)>tickets</b> rose"
 HOSTILE_NOTE = "</textarea><script>alert('note')</script>=HYPERLINK(\"http://evil\")"
+HOSTILE_PLAY = "<script>alert('play')</script>"
+GAPS = (
+    "renewing report-exported-led accounts have report exports on 9 of the last 30 days (median), this account on 3 "
+    "(3x more); renewing report-exported-led accounts have dashboards on 6 of the last 30 days (median), this account "
+    "on 0 (none here)"
+)
 RAW = ("<script>alert(", "<img src=x", "<b onmouseover", "</textarea><script>")
 
 
@@ -48,6 +54,8 @@ def batch(week: int) -> pd.DataFrame:
         orjson.dumps({"login": 10 + i + week, "support_ticket": i % 3}).decode() for i in range(ACCOUNTS)
     ]
     scored.loc[0, ["account_id", "name", "reason_1"]] = [HOSTILE_ID, HOSTILE_NAME, HOSTILE_REASON]
+    scored.loc[0, ["play", "adoption_gaps"]] = [HOSTILE_PLAY, HOSTILE_REASON]
+    scored.loc[3, ["persona", "play", "adoption_gaps"]] = ["report-exported-led", "Run a reporting workshop", GAPS]
     scored.loc[0, ["tier", "pool"]] = "high_touch"
     scored.loc[0, "churn_risk"] = 0.2 + 0.2 * week  # rises by 20 points a week
     scored.loc[0, "arr_at_risk"] = scored.loc[0, "arr"] * scored.loc[0, "churn_risk"]
@@ -69,6 +77,7 @@ def world(tmp_path_factory):
         mp.delenv("TIERWISE_HISTORY", raising=False)
         mp.delenv("TIERWISE_CONSOLE_DB", raising=False)
         mp.delenv("TIERWISE_CONSOLE_SECURE_COOKIE", raising=False)
+        mp.delenv("TIERWISE_MONITOR_SUMMARY", raising=False)
         store = root / "latest_scores.parquet"
         for week in range(WEEKS):
             last = batch(week)
@@ -119,7 +128,8 @@ def account_url(account_id: str) -> str:
 
 
 def test_every_page_redirects_to_sign_in_without_a_session(client):
-    for url in ("/console", "/console/", "/console/renewals", "/console/moved", "/console/models", "/console/book.csv"):
+    pages = ("/console", "/console/", "/console/renewals", "/console/moved", "/console/models", "/console/monitoring")
+    for url in (*pages, "/console/book.csv"):
         resp = client.get(url, follow_redirects=False)
         assert resp.status_code == 303 and resp.headers["location"].startswith("/console/login?next="), url
     resp = client.post(account_url("ACC-000001") + "/touches", data={"kind": "call"}, follow_redirects=False)
@@ -235,6 +245,23 @@ def test_book_filters_sorts_searches_and_counts(alice, world):
     assert set(rows_of(alice.get("/console?q=acc-00002").text)) == {f"ACC-00002{i}" for i in range(10)}
     assert "No account matches this view." in alice.get("/console?q=nobody-has-this").text
     assert alice.get("/console?sort=bogus&page=-3&band=purple&renew=7").status_code == 200  # ignored, not 500
+    led = alice.get("/console?persona=report-exported-led&sort=account&order=asc").text
+    assert rows_of(led) == [str(escape(i)) for i in sorted(book.index[book["persona"] == "report-exported-led"])]
+    assert '<option value="report-exported-led" selected>' in led and ">Persona" in led
+    assert "<td>not adopted</td>" in alice.get("/console?persona=not_adopted").text  # the column, worded
+    assert "No account matches this view." in alice.get("/console?persona=nobody").text
+
+
+def test_a_batch_scored_before_personas_still_renders(world, monkeypatch):
+    old = world["book"].reset_index().drop(columns=["persona", "play", "adoption_gaps"])
+    monkeypatch.setenv("TIERWISE_SCORES_STORE", str(write_store(old, Path(world["root"]) / "old" / "plain.parquet")))
+    plain = TestClient(console_app(Console(db=world["db"])))
+    sign_in(plain)
+    book = plain.get("/console?persona=core-usage")  # a bookmarked persona filter on a book without personas
+    assert book.status_code == 200 and ">Persona" not in book.text and "No account matches this view." in book.text
+    assert rows_of(plain.get("/console").text) and "Persona" not in plain.get("/console").text
+    account = plain.get(account_url("ACC-000003"))
+    assert account.status_code == 200 and "Adoption" not in account.text and "Persona" not in account.text
 
 
 def test_csv_export_is_the_current_view_and_formula_safe(alice, world):
@@ -268,6 +295,7 @@ def test_hostile_account_data_renders_as_text_on_every_page(alice):
     assert "@SUM(1)&lt;img src=x onerror=alert(&#34;name&#34;)&gt;" in account
     assert "&lt;b onmouseover=alert(1)&gt;tickets&lt;/b&gt; rose" in account
     assert "&lt;/textarea&gt;&lt;script&gt;alert(&#39;note&#39;)&lt;/script&gt;" in account
+    assert "Play: &lt;script&gt;alert(&#39;play&#39;)&lt;/script&gt;" in account
     assert "alert(&#39;id&#39;)" in pages["search"] and "alert(&#39;id&#39;)" in pages["moved"]
 
 
@@ -278,6 +306,11 @@ def test_account_page_tells_the_story(alice, world):
     assert "60% → <strong>80%</strong>" in html  # what changed since the previous batch
     assert "login" in html and '<svg class="spark"' in html  # activity per family
     assert "Why " in html and "Capacity used" in html and "holds a place" in html and "Model baseline" in html
+    led = alice.get(account_url("ACC-000003")).text
+    assert "<dt>Persona</dt><dd>report-exported-led</dd>" in led and "Adoption: report-exported-led" in led
+    assert "Play: Run a reporting workshop" in led
+    gaps = re.search(r'<ul class="gaps">(.*?)</ul>', led).group(1)
+    assert gaps.count("<li>") == 2 and "report exports on 9 of the last 30 days" in gaps and "(none here)" in gaps
     assert alice.get(account_url("ACC-999999")).status_code == 404
 
 
@@ -341,3 +374,74 @@ def test_scored_rows_carry_name_owner_and_activity_when_the_tables_have_them():
     assert [orjson.loads(a) for a in out["activity_30d"]] == [{}, {"login": 3.0}]  # a missing count is left out
     bare = with_account_facts(scored, accounts[["account_id"]], features[["account_id", "tenure_days"]])
     assert list(bare.columns) == ["account_id", "churn_risk"]  # nothing to carry: the rows as scored
+
+
+# --- monitoring ------------------------------------------------------------------------------
+
+HOSTILE_EVENT = "<script>alert('event')</script>"
+
+
+def monitoring_result():
+    """A `Monitoring` put together by the monitoring code itself on a tiny case: v1, the model in use, kept
+    its promise on one batch, fell short on the next and has one still waiting for outcomes; v2 is not in
+    the tracking store; a hostile event type stopped arriving."""
+    from monitoring import freshness as fr
+    from monitoring.estimate import estimate
+    from monitoring.monitor import Drift, MonitorConfig, Monitoring, VersionReport, alarms, retrain_reasons
+    from monitoring.realised import judge, realised
+
+    rng = np.random.default_rng(3)
+    y = rng.random(400) < 0.2
+    good = pd.DataFrame({"churn": y, "churn_risk": np.where(y, 0.6, 0.1) + rng.random(400) * 0.3, "arr": 1000.0})
+    poor = good.assign(churn_risk=rng.random(400))  # no better than chance
+    batches = judge([realised(good, "2026-06-01", "1"), realised(poor, "2026-07-01", "1")], promised_auc=0.85)
+    v1 = VersionReport("1", "run-1", 90, 120, {"roc_auc": 0.85}, batches, ["2026-11-20"])
+    note = "version 2 is not in the tracking store /srv/x/mlflow.db"
+    v2 = VersionReport("2", None, None, None, {}, [], ["2026-11-13"], note)
+    stopped = fr.Stream("event", HOSTILE_EVENT, "2026-10-01", "stopped", "2026-10-02", 4.0, 0.0)
+    silence = fr.Silence("2026-11-27", 30, 100, 3, [])
+    result = Monitoring(
+        "2026-11-27", "history", 4, "2026-11-20", [v1, v2], [estimate(rng.random(300) * 0.4, "2026-11-20", "1")],
+        Drift("2026-11-20", "1", [], None, None, []), {}, [stopped], silence, silence,
+    )  # fmt: skip
+    result.alarms = alarms(result, MonitorConfig(), batch_age_days=7)
+    result.retrain = retrain_reasons(result)
+    return result
+
+
+def test_monitoring_page_shows_the_last_summary_or_how_to_make_one(alice, tmp_path, monkeypatch):
+    from monitoring.monitor import save_summary
+
+    summary = tmp_path / "monitor_summary.json"
+    monkeypatch.setenv("TIERWISE_MONITOR_SUMMARY", str(summary))
+    hint = alice.get("/console/monitoring").text
+    assert "No monitoring summary yet" in hint and "tierwise monitor --data DIR" in hint
+    assert 'href="/console/monitoring" aria-current="page">Monitoring</a>' in hint  # in the nav
+
+    result = monitoring_result()
+    assert result.holds("degraded") and result.holds("stale") and not result.holds("drift")
+    save_summary(result, summary)
+    html = alice.get("/console/monitoring").text
+    assert "No monitoring summary yet" not in html and f"Last monitor run <strong>{result.ran_at}</strong>" in html
+    degraded = next(a for a in result.alarms if a.condition == "degraded")
+    assert str(escape(degraded.evidence)) in html and "tierwise-churn v1" in html  # the alarm with its evidence
+    assert "no event since 2026-10-02" in html and "&lt;script&gt;alert(&#39;event&#39;)" in html
+    assert "<script>alert(" not in html  # escaped, never raw
+    assert "Churn model version 1: realised against promised" in html and "Churn model version 2" in html
+    assert html.count('<svg class="auc"') == 2 and html.count('<circle class="degraded"') == 1  # a dot per batch
+    assert html.count('<circle class="realised"') == 1 and html.count('<circle class="estimate"') == 1
+    assert "estimated " in html and "Waiting for outcomes: 2026-11-20." in html  # the waiting batch, labelled
+    assert "version 2 is not in the tracking store …/mlflow.db" in html and "/srv/x" not in html  # no folders
+    assert len(result.retrain) == 2 and all(str(escape(r)) in html for r in result.retrain)  # the retraining advice
+    assert "Not due" not in html
+    # a file that is not a summary says so, never a 500
+    summary.write_text("{not json")
+    broken = alice.get("/console/monitoring")
+    assert broken.status_code == 200 and "monitor_summary.json cannot be read" in broken.text
+    summary.write_text('{"versions": []}')
+    assert "monitor_summary.json lacks ran_at" in alice.get("/console/monitoring").text
+    summary.write_text(orjson.dumps({**result.summary(), "conditions": ["degraded"]}).decode())
+    assert "monitor_summary.json has conditions of the wrong type" in alice.get("/console/monitoring").text
+    summary.write_text(orjson.dumps({**result.summary(), "versions": [{"version": "1"}]}).decode())
+    refused = alice.get("/console/monitoring")
+    assert refused.status_code == 200 and "a model version or batch in it lacks &#39;realised&#39;" in refused.text

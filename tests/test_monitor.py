@@ -78,10 +78,13 @@ def run_cli(monkeypatch, *args: str) -> int:
 def test_a_tracking_stop_is_stale_naming_the_event_type_and_the_date(stopped, tmp_path, monkeypatch, capsys):
     data, history = stopped
     summary, page = tmp_path / "monitor.json", tmp_path / "monitor.html"
+    monkeypatch.setenv("TIERWISE_MONITOR_SUMMARY", str(tmp_path / "console" / "latest.json"))
     args = ["monitor", "--data", str(data), "--history", str(history), "--json", str(summary), "--out", str(page)]
     assert run_cli(monkeypatch, *args, "--fail-on", "degraded,stale") == 1
     assert "failing: stale" in capsys.readouterr().err
     found = json.loads(summary.read_text())
+    assert json.loads((tmp_path / "console" / "latest.json").read_text()) == found  # what the console page reads
+    assert found["ran_at"].startswith(str(date.today()))
     stale = [a for a in found["alarms"] if a["condition"] == "stale"]
     assert [a["subject"] for a in stale] == ["event feature_b_used"]  # the other eight event types still arrive
     assert "no event since 2026-09-10" in stale[0]["evidence"]

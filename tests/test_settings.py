@@ -59,7 +59,7 @@ def test_importing_the_cli_sets_nothing_and_its_entry_sets_the_openmp_policy(mon
 @pytest.fixture()
 def no_store_settings(monkeypatch, tmp_path) -> Path:
     """No store variable set, and the working directory a fresh folder."""
-    for key in ("MLFLOW_TRACKING_URI", "TIERWISE_MLRUNS", "TIERWISE_SCORES_STORE"):
+    for key in ("MLFLOW_TRACKING_URI", "TIERWISE_MLRUNS", "TIERWISE_SCORES_STORE", "TIERWISE_MONITOR_SUMMARY"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -79,6 +79,9 @@ def test_a_sqlite_store_keeps_its_scores_beside_it(no_store_settings, monkeypatc
     assert settings.tracking_store() == f"sqlite:///{no_store_settings.resolve() / 'exp' / 'trial.db'}"
     monkeypatch.setenv("TIERWISE_SCORES_STORE", "served/s.parquet")
     assert settings.scores_store() == no_store_settings.resolve() / "served" / "s.parquet"
+    assert settings.monitor_summary() == no_store_settings.resolve() / "served" / "monitor_summary.json"
+    monkeypatch.setenv("TIERWISE_MONITOR_SUMMARY", "shared/monitor.json")  # e.g. where the monitor's machine writes
+    assert settings.monitor_summary() == no_store_settings.resolve() / "shared" / "monitor.json"
 
 
 def test_a_server_store_gets_its_own_folder_keyed_by_the_redacted_uri(no_store_settings, monkeypatch):

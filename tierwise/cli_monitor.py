@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -56,14 +55,19 @@ def monitor(
         bool, typer.Option("--log/--no-log", help="Log the figures to MLflow under each model version.")
     ] = True,
 ) -> None:
-    """Realised against promised accuracy, estimates before outcomes land, drift and data freshness."""
-    from features.io import write_text
-    from monitoring.monitor import MonitorConfig, log_monitoring, run_monitor
+    """Realised against promised accuracy, estimates before outcomes land, drift and data freshness.
+
+    The summary is also left beside the latest-scores store (`TIERWISE_MONITOR_SUMMARY` overrides), where
+    the console's Monitoring page reads it: a run takes minutes, a page view must not.
+    """
+    from monitoring.monitor import MonitorConfig, log_monitoring, run_monitor, save_summary
     from monitoring.page import write_page
+    from tierwise import settings
 
     result = run_monitor(data, history, MonitorConfig(silent_days=silent_days))
+    console.print(f"latest summary for the console: {save_summary(result, settings.monitor_summary())}")
     if json_file is not None:
-        console.print(f"summary written to {write_text(json.dumps(result.summary(), indent=2), json_file)}")
+        console.print(f"summary written to {save_summary(result, json_file)}")
     if out is not None:
         console.print(f"page written to {write_page(result, out)}")
     if log:

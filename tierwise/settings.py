@@ -21,6 +21,7 @@ from pathlib import Path
 SCORES_FILE = "latest_scores.parquet"
 HISTORY_FOLDER = "score_history"
 CONSOLE_DB_FILE = "console.db"
+MONITOR_SUMMARY_FILE = "monitor_summary.json"
 
 
 def mlruns_dir() -> Path:
@@ -97,6 +98,21 @@ def console_db() -> str:
     for a team whose console runs on several replicas.
     """
     return os.environ.get("TIERWISE_CONSOLE_DB") or f"sqlite:///{scores_store().with_name(CONSOLE_DB_FILE)}"
+
+
+def monitor_summary(store: Path | None = None) -> Path:
+    """Where `tierwise monitor` leaves its latest summary: `monitor_summary.json` beside the latest-scores store.
+
+    A monitor run takes minutes on a large book, far too long for a page view, so the console's
+    Monitoring page reads the last run's summary from here. Beside the store, so it belongs to the same
+    tracking store as the scores it judged. `TIERWISE_MONITOR_SUMMARY` overrides it with a file path.
+
+    Args:
+        store: the latest-scores store the summary belongs to (default: `scores_store()`).
+    """
+    if os.environ.get("TIERWISE_MONITOR_SUMMARY"):
+        return Path(os.environ["TIERWISE_MONITOR_SUMMARY"]).resolve()
+    return (store or scores_store()).with_name(MONITOR_SUMMARY_FILE)
 
 
 def tracking_store() -> str:

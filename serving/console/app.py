@@ -27,9 +27,12 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from monitoring.page import TEMPLATES as MONITORING_TEMPLATES
+from monitoring.page import figure
 from serving.console import security, views
 from serving.console.data import SnapshotCache
 from serving.console.models_page import ModelCards, mlflow_ui
+from serving.console.monitoring_page import monitoring_page
 from serving.console.routing import PREFIX
 from serving.report import day, label, money, pct
 from serving.tiers import load_policy
@@ -64,11 +67,13 @@ class Console:
         self.policy = load_policy(settings.policy_path())
         self.max_age_days = settings.max_score_age_days()
         self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            loader=jinja2.FileSystemLoader([HERE / "templates", MONITORING_TEMPLATES]),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        self.templates.filters.update(money=money, pct=pct, day=day, label=label, pts=points, idpath=id_path)
+        self.templates.filters.update(
+            money=money, pct=pct, day=day, label=label, pts=points, idpath=id_path, fig=figure
+        )
 
     @property
     def db(self):
@@ -339,6 +344,13 @@ async def models(request: Request) -> Response:
 
 
 @signed_in
+async def monitoring(request: Request) -> Response:
+    console = console_of(request)
+    page = await anyio.to_thread.run_sync(monitoring_page, settings.monitor_summary())
+    return console.render("monitoring.html.j2", request, **page)
+
+
+@signed_in
 async def calibration_plot(request: Request) -> Response:
     console = console_of(request)
     name, version = request.path_params["name"], request.path_params["version"]
@@ -371,6 +383,7 @@ def console_app(console: Console | None = None) -> Starlette:
                 Route("/renewals", renewals),
                 Route("/moved", moved),
                 Route("/models", models),
+                Route("/monitoring", monitoring),
                 Route("/models/{name}/{version}/calibration.png", calibration_plot),
                 Route("/accounts/{account_id:path}/touches", record_touch, methods=["POST"]),
                 Route("/accounts/{account_id:path}", account),

@@ -38,6 +38,18 @@ TREND_COLUMNS = (
     "activity_30d",
 )
 OWNER_COLUMNS = ("owner", "csm")  # the accounts-table column naming an account's CSM, first found wins
+TEXT_COLUMNS = (  # shown as text, '' where missing (persona, play, gaps: '' in batches scored before them)
+    "tier",
+    "previous_tier",
+    "segment",
+    "persona",
+    "play",
+    "adoption_gaps",
+    "pool",
+    "lifecycle_stage",
+    "reason_1",
+    "changes",
+)
 CHECK_SECONDS = 2.0  # how often a request may look at the store's file for a new batch
 
 
@@ -47,7 +59,8 @@ class Snapshot:
 
     Attributes:
         book: the latest batch, indexed by `account_id`, with `name` and `owner` ('' when the
-            accounts table has none), `priority` (value at stake) and `band` (risk band) added.
+            accounts table has none), `persona`, `play` and `adoption_gaps` ('' in older batches),
+            `priority` (value at stake) and `band` (risk band) added.
         previous: the batch before it in the history (same index), or None when there is none.
         history: the score history, in memory (`serving.history.HistoryReader`); None when it cannot be read.
         as_of: the batch's as-of date, None when nothing has been scored yet.
@@ -124,7 +137,7 @@ def shaped(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("escalate", "insufficient_history", "onboarding_overflow"):
         values = frame[column] if column in frame else pd.Series(False, index=frame.index)
         frame[column] = values.astype(str).str.lower().isin(["true", "1"])
-    for column in ("tier", "previous_tier", "segment", "pool", "lifecycle_stage", "reason_1", "changes"):
+    for column in TEXT_COLUMNS:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), "") if column in frame else ""
     frame["renewal_date"] = pd.to_datetime(frame["renewal_date"]) if "renewal_date" in frame else pd.NaT
     for column in frame.columns:  # Arrow-backed text copies its buffers on every take; object columns copy pointers

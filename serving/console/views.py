@@ -35,6 +35,7 @@ SORTS = {  # query value -> column, in the order the book's columns appear
     "name": "name",
     "owner": "owner",
     "tier": "tier",
+    "persona": "persona",
     "risk": "churn_risk",
     "potential": "growth_potential",
     "arr": "arr",
@@ -54,6 +55,7 @@ class BookQuery:
 
     tier: str = ""
     segment: str = ""
+    persona: str = ""
     owner: str = ""
     renew: str = ""  # days ahead, one of RENEWAL_WINDOWS
     month: str = ""  # YYYY-MM: renewing that month (the renewal pipeline links here)
@@ -72,6 +74,7 @@ class BookQuery:
         return cls(
             tier=get["tier"],
             segment=get["segment"],
+            persona=get["persona"],
             owner=get["owner"],
             renew=get["renew"] if get["renew"] in map(str, RENEWAL_WINDOWS) else "",
             month=get["month"] if len(get["month"]) == 7 and get["month"][4] == "-" else "",
@@ -114,7 +117,7 @@ class BookIndex:
 
     @classmethod
     def of(cls, book: pd.DataFrame) -> BookIndex:
-        kept = ("segment", "owner", "band", "days_to_renewal", "arr", "arr_at_risk")
+        kept = ("segment", "persona", "owner", "band", "days_to_renewal", "arr", "arr_at_risk")
         ranks = {}
         for key, column in SORTS.items():
             rank = book[column].rank(method="dense", na_option="keep").to_numpy(dtype=float)
@@ -122,6 +125,7 @@ class BookIndex:
         choices = {
             "tier": ordered(book["tier"], TIERS),
             "segment": ordered(book["segment"], ()),
+            "persona": ordered(book["persona"], ()),
             "owner": ordered(book["owner"], ()),
         }
         return cls(
@@ -148,7 +152,7 @@ def selected(snapshot: Snapshot, query: BookQuery, user: str) -> np.ndarray:
         mask &= index.tier_codes == (
             index.choices["tier"].index(query.tier) if query.tier in index.choices["tier"] else -2
         )
-    for name in ("segment", "owner", "band"):
+    for name in ("segment", "persona", "owner", "band"):
         if getattr(query, name):
             mask &= c[name] == getattr(query, name)
     if query.mine:
@@ -218,6 +222,7 @@ SHOWN = [
     "owner",
     "tier",
     "segment",
+    "persona",
     "churn_risk",
     "growth_potential",
     "arr",
@@ -283,10 +288,20 @@ def account_page(snapshot: Snapshot, account_id: str, policy: TierPolicy) -> dic
         "waterfall": waterfall(row) if isinstance(row.get("reasons_json"), str) else None,
         "churn_drivers": churn,
         "growth_drivers": growth,
+        "adoption": adoption(row),
         "changed": since_before(row, before),
         "activity": activity(trend),
         "batches": len(trend),
     }
+
+
+def adoption(row: dict) -> dict | None:
+    """The account's persona, its play and its adoption gaps (a list); None for a batch scored without personas."""
+    persona = row.get("persona") or ""
+    if not persona:
+        return None
+    gaps = [g.strip() for g in str(row.get("adoption_gaps") or "").split("; ") if g.strip()]
+    return {"persona": persona, "play": row.get("play") or "", "gaps": gaps}
 
 
 def drivers(reasons_json) -> tuple[list[dict], list[dict]]:
