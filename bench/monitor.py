@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+from bench.docs import replace_section
+
 REPEATS = 2
 
 
@@ -108,11 +108,7 @@ def write_section(report: str, args) -> None:
         "estimates, the newest batch's features and drift, freshness) against one read of the score history.\n\n"
         f"{report}\n"
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Monitoring\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
-    print(f"written to {DOCS}")
+    replace_section("Monitoring", section)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from bench.docs import replace_section
 from features.build import build_features, build_snapshots, snapshot_dates
 from features.bundle import ModelBundle
 from features.demo_world import write_demo_world
@@ -34,7 +35,6 @@ from serving.registry import Models
 from serving.scoring import score_frame
 from serving.tiers import HIGH, MID, load_policy
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 ROUNDS = 300
 REPEATS = 3  # the SHAP paths take minutes per run at 100,000 rows, so they run once
 
@@ -149,11 +149,7 @@ def write_section(report: str, args) -> None:
         "for CSMs plus `reasons_json`) against LightGBM alone on the same matrices.\n\n"
         f"{report}\n"
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Scoring\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
-    print(f"written to {DOCS}")
+    replace_section("Scoring", section)
 
 
 if __name__ == "__main__":
