@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.timing import median_seconds
 from serving.history import HistoryReader, account_history, append_batch, batches, read_batch
 from serving.scoring import GROWTH_REASONS, OUTPUT, REASONS
 
@@ -108,16 +108,6 @@ def write_history(root: Path, accounts: int, weeks: int) -> list[pd.Timestamp]:
     return dates
 
 
-def median_seconds(call, repeats: int = REPEATS) -> float:
-    """The median wall time of `call()` over `repeats` runs."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def run(accounts: int, weeks: int) -> dict:
     """Build the history in a temp folder and time the reads; returns the figures."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,10 +117,10 @@ def run(accounts: int, weeks: int) -> dict:
         write_s = time.perf_counter() - start
         size = sum(p.stat().st_size for p in root.rglob("*.parquet"))
         picks = [f"ACC-{i:06d}" for i in np.random.default_rng(3).integers(0, accounts, REPEATS)]
-        batch_s = median_seconds(lambda: read_batch(dates[-1], root))
-        listing_s = median_seconds(lambda: batches(root))
+        batch_s = median_seconds(lambda: read_batch(dates[-1], root), REPEATS)
+        listing_s = median_seconds(lambda: batches(root), REPEATS)
         cold = iter(picks)
-        cold_s = median_seconds(lambda: account_history(next(cold), root))
+        cold_s = median_seconds(lambda: account_history(next(cold), root), REPEATS)
         start = time.perf_counter()
         reader = HistoryReader(root)
         reader.refresh()
@@ -138,7 +128,7 @@ def run(accounts: int, weeks: int) -> dict:
         warm = iter(picks * 20)
         warm_s = median_seconds(lambda: reader.account(next(warm)), REPEATS * 20)
         rows = iter(picks)
-        row_s = median_seconds(lambda: reader.row(next(rows), dates[-2]))
+        row_s = median_seconds(lambda: reader.row(next(rows), dates[-2]), REPEATS)
         trend = reader.account(picks[0])
         assert len(trend) == weeks and len(account_history(picks[0], root)) == weeks
         memory = reader.nbytes

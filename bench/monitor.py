@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.docs import replace_section
+from bench.timing import best_of
 
 REPEATS = 2
 
@@ -73,7 +74,7 @@ def run(tmp: Path, args) -> str:
         return sum(len(read_batch(d, history)) for d in batches(history)["as_of"])
 
     rows = read_all()
-    read_s = best_of(read_all)
+    read_s = best_of(read_all, REPEATS)
     started = time.perf_counter()
     result = run_monitor(tmp / "book", history)
     monitor_s = time.perf_counter() - started
@@ -85,15 +86,6 @@ def run(tmp: Path, args) -> str:
         f"| one read of the history (every batch, `read_batch`; best of {REPEATS}) | {read_s:.1f} | 1.0 |\n"
         f"| full monitor run (`run_monitor`) | {monitor_s:.1f} | **{monitor_s / read_s:.1f}** |\n"
     )
-
-
-def best_of(run, repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def write_section(report: str, args) -> None:

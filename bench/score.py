@@ -19,7 +19,6 @@ import os
 import platform
 import re
 import tempfile
-import time
 from pathlib import Path
 
 import lightgbm as lgb
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bench.docs import replace_section
+from bench.timing import best_of
 from features.build import build_features, build_snapshots, snapshot_dates
 from features.bundle import ModelBundle
 from features.demo_world import write_demo_world
@@ -55,8 +55,8 @@ def main() -> None:
     X = {name: bundle.matrix(book) for name, bundle in (("churn", models.churn), ("growth", models.growth))}
     boosters = (models.churn.booster, models.growth.booster)
 
-    predict = best_of(lambda: [b.predict(X[b_name]) for b, b_name in zip(boosters, X, strict=True)])
-    ours = best_of(lambda: score_frame(book, models, policy, reasons=False))
+    predict = best_of(lambda: [b.predict(X[b_name]) for b, b_name in zip(boosters, X, strict=True)], REPEATS)
+    ours = best_of(lambda: score_frame(book, models, policy, reasons=False), REPEATS)
     contrib = best_of(lambda: [b.predict(X[n], pred_contrib=True) for b, n in zip(boosters, X, strict=True)], 1)
     ours_reasons = best_of(lambda: score_frame(book, models, policy, reasons=True), 1)
 
@@ -109,16 +109,6 @@ def book_policy(book: pd.DataFrame):
     onboarding = int((book["lifecycle_stage"].astype(str) == "onboarding").sum())
     capacity = {HIGH: len(book) // 20, MID: onboarding + len(book) // 10}
     return dataclasses.replace(load_policy(), capacity=capacity)
-
-
-def best_of(run, repeats: int = REPEATS) -> float:
-    """Best wall time of a few runs (the least disturbed by the machine)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def table(rows, n: int) -> str:
