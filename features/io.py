@@ -14,8 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from pyarrow.fs import FileType
 
 from features.errors import DataError
+from features.urls import filesystem, first_line, is_url, local_path, url_suffix, write_url_table
+from tierwise.settings import redact_uri
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -40,19 +43,37 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def output_file(path: Path | str, suffixes: tuple[str, ...] = TABLE_SUFFIXES, what: str = "output") -> Path:
+def output_file(path: Path | str, suffixes: tuple[str, ...] = TABLE_SUFFIXES, what: str = "output") -> Path | str:
     """The path an output will be written to, or a DataError saying why it cannot be, before any work is done.
 
     A missing parent folder is not an error: `atomic_path` creates it when the output is
     written (as `mkdir -p` would). Refused: a suffix not in `suffixes`, a path that is a
     folder, a file standing where a parent folder should be, a parent folder not writable.
+    An object-storage URL is returned as it is (`features.urls`), a `file://` URL as its path.
     """
-    path = Path(path)
+    if is_url(path) and local_path(path) is None:
+        return remote_output(str(path), suffixes, what)
+    path = local_path(path)
     if path.suffix not in suffixes:
         raise DataError(f"{what} {path}: use a {' or '.join(suffixes)} file name")
     if path.is_dir():
         raise DataError(f"{what} {path}: is a folder; give a file name")
     return writable_folder(path, path.parent, what)
+
+
+def remote_output(url: str, suffixes: tuple[str, ...], what: str) -> str:
+    """An object-storage URL an output can go to: a known suffix, a scheme pyarrow knows, a bucket that exists."""
+    if url_suffix(url) not in suffixes:
+        raise DataError(f"{what} {redact_uri(url)}: use a {' or '.join(suffixes)} file name")
+    fs, path = filesystem(url)
+    bucket = path.split("/")[0]
+    try:
+        missing = fs.get_file_info(bucket).type == FileType.NotFound
+    except OSError as exc:  # no credentials, no route: before the work, not after it
+        raise DataError(f"{what} {redact_uri(url)}: cannot reach it: {first_line(exc)}") from exc
+    if missing:
+        raise DataError(f"{what} {redact_uri(url)}: the bucket {bucket!r} does not exist")
+    return url
 
 
 def output_folder(path: Path | str, what: str = "output") -> Path:
@@ -70,9 +91,11 @@ def writable_folder(path: Path, folder: Path, what: str) -> Path:
     return path
 
 
-def write_table(frame: pd.DataFrame, path: Path | str) -> Path:
-    """Write CSV (spreadsheet-safe) or Parquet, chosen by the extension, atomically; returns the path."""
+def write_table(frame: pd.DataFrame, path: Path | str) -> Path | str:
+    """Write CSV (spreadsheet-safe) or Parquet, chosen by the extension, atomically; returns the path or URL."""
     path = output_file(path)
+    if isinstance(path, str):  # object storage
+        return write_url_table(frame, path, lambda table, buffer: spreadsheet_safe(table).to_csv(buffer, index=False))
     with atomic_path(path) as tmp:
         if path.suffix == ".csv":
             spreadsheet_safe(frame).to_csv(tmp, index=False)

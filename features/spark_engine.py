@@ -22,10 +22,13 @@ errors, events long before their account existed), so both engines see the same 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
@@ -41,10 +44,13 @@ from features.tables import (
     DataQuality,
     Tables,
     contract_tables,
+    data_location,
     future_cutoff,
     read_table,
     unknown_share_limit,
 )
+from features.urls import find_table, first_line, url_suffix
+from tierwise.settings import redact_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -69,10 +75,14 @@ def spark_session(master: str | None = None) -> SparkSession:
         raise DataError(INSTALL) from exc
     remote = os.environ.get("SPARK_REMOTE")
     master = master or "local[*]"
+    if remote and not local_cores(remote):
+        reach_connect_server(remote)
     builder = SparkSession.builder.appName("tierwise")
     builder = builder.remote(remote) if remote else builder.master(master)
-    if not remote and master.startswith("local"):  # PySpark reads the workers' Python from here, not its config
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # so local workers import tierwise as we do
+    cores = local_cores(remote or master)
+    if cores:  # a local master or Connect server starts its workers from here:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # this interpreter, so they import tierwise as we do
+        builder = builder.config("spark.sql.shuffle.partitions", str(SHUFFLE_PER_CORE * cores))
     try:
         spark = (
             builder.config("spark.sql.session.timeZone", "UTC")
@@ -82,28 +92,68 @@ def spark_session(master: str | None = None) -> SparkSession:
             .getOrCreate()
         )
     except Exception as exc:  # no JVM, a refused master or Connect server: one line, not a Java trace
-        where = f"Spark Connect at {remote}" if remote else f"Spark master {master}"
-        raise DataError(f"{where} did not start: {first_line(exc)} (local mode needs a Java 17+ runtime)") from exc
+        where = f"Spark Connect at {connect_address(remote)}" if remote else f"Spark master {master}"
+        hint = " (local mode needs a Java 17+ runtime)" if cores else ""
+        raise DataError(f"{where} did not start: {first_line(exc)}{hint}") from exc
     if not remote:
         spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (Spark's own run to pages)."""
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+CONNECT_PORT = 15002  # Spark Connect's default port
+CONNECT_PROBE_SECONDS = 10
+
+
+def connect_address(remote: str) -> str:
+    """`sc://host:port` of a Spark Connect URL, without its parameters (a `token=` must not reach a log)."""
+    parts = urlsplit(remote.split(";")[0])
+    try:
+        port = parts.port or CONNECT_PORT
+    except ValueError:  # a port that is not a number
+        raise DataError(f"SPARK_REMOTE: {parts.scheme}://{parts.hostname}: the port is not a number") from None
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def reach_connect_server(remote: str) -> None:
+    """Fail now when the Spark Connect server does not answer: the client would retry for 10 minutes.
+
+    The client's retries are meant for a server restarting in the middle of a job, not for a wrong address.
+    """
+    address = connect_address(remote)
+    parts = urlsplit(address)
+    if parts.scheme != "sc" or not parts.hostname:
+        raise DataError(f"SPARK_REMOTE: {address!r} is not a Spark Connect URL (sc://host:port) nor local[...]")
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=CONNECT_PROBE_SECONDS).close()
+    except OSError as exc:
+        raise DataError(f"Spark Connect at {address} does not answer: {exc.strerror or exc}") from exc
+
+
+SHUFFLE_PER_CORE = 4  # local mode: Spark's 200 default shuffle partitions made a small book's features 4-8x slower
+
+
+def local_cores(master: str) -> int:
+    """The cores of a local master (`local`, `local[4]`, `local[*]`, `local[4,2]`); 0 for a cluster or Connect URL.
+
+    A cluster keeps the shuffle partitions its operators set; local mode gets a few per core.
+    """
+    found = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master)
+    if not found:
+        return 0
+    return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1) or 1)
 
 
 def load_tables_spark(data: Path | str, spark: SparkSession) -> Tables:
     """Read and validate the three tables with the events in Spark; `Tables.windows` computes the metrics there.
 
-    `data` is a local folder or an object-storage URL Spark's readers understand (`s3a://...`,
-    `gs://...`); the small tables are read on the driver (pyarrow for URLs), the events by Spark.
+    `data` is a local folder or an object-storage URL that Spark's Hadoop connectors and pyarrow both
+    understand (`s3a://...`, `gs://...`); the small tables are read on the driver (pyarrow for URLs,
+    `features.urls`), the events by Spark.
 
     Raises:
         DataError: as `features.tables.load_tables`.
     """
-    small = {name: read_small_table(data, name) for name in ("accounts", "subscriptions")}
+    small = {name: read_table(data_location(data), name) for name in ("accounts", "subscriptions")}
     accounts, subs, stray_subs = contract_tables(small["accounts"], small["subscriptions"])
     clean = clean_events(spark, read_events(spark, data), accounts)
     quality = DataQuality(**clean.quality, **unknown_subscriptions(stray_subs))
@@ -118,78 +168,32 @@ def unknown_subscriptions(stray: dict[str, int]) -> dict:
     return {"unknown_account_subscriptions": sum(stray.values()), "unknown_subscription_accounts": stray}
 
 
-def is_url(data: Path | str) -> bool:
-    """Whether a data location is a URL (object storage, HDFS) rather than a local folder."""
-    return "://" in str(data)
-
-
 def table_location(data: Path | str, name: str) -> str:
     """Where a table lives: `name.parquet` or `name.csv` under the folder or URL; a DataError when neither does."""
-    if not is_url(data):
-        folder = Path(data)
-        if not folder.is_dir():
-            raise DataError(f"data folder {folder} does not exist")
-        for suffix in SUFFIXES:
-            if (folder / f"{name}{suffix}").exists():
-                return str(folder / f"{name}{suffix}")
-        raise DataError(f"{name}: table missing, expected {name}.csv or {name}.parquet in {folder}")
-    import pyarrow.fs as pafs
-
-    base = str(data).rstrip("/")
+    folder = data_location(data)
+    if isinstance(folder, str):
+        return find_table(folder, name, SUFFIXES)
     for suffix in SUFFIXES:
-        url = f"{base}/{name}{suffix}"
-        try:
-            fs, path = pafs.FileSystem.from_uri(url)
-            if fs.get_file_info(path).type != pafs.FileType.NotFound:
-                return url
-        except (OSError, pa_errors()) as exc:
-            raise DataError(f"{name}: cannot reach {url}: {first_line(exc)}") from exc
-    raise DataError(f"{name}: table missing, expected {name}.csv or {name}.parquet under {base}")
-
-
-def pa_errors() -> type[Exception]:
-    """pyarrow's error for a URL scheme it does not know."""
-    import pyarrow as pa
-
-    return pa.ArrowInvalid
-
-
-def read_small_table(data: Path | str, name: str) -> pd.DataFrame:
-    """Accounts or subscriptions as pandas reads them for the numpy engine (pyarrow for a URL)."""
-    if not is_url(data):
-        table_location(data, name)  # the folder and the file exist, or the same message as the numpy engine
-        return read_table(Path(data), name)
-    url = table_location(data, name)
-    try:
-        return pd.read_csv(url_file(url), low_memory=False) if url.endswith(".csv") else read_parquet_url(url)
-    except Exception as exc:  # a corrupt file is user input too
-        raise DataError(f"{name}: cannot read {url}: {first_line(exc)}") from exc
-
-
-def read_parquet_url(url: str) -> pd.DataFrame:
-    """A Parquet file at a URL, through pyarrow's own filesystems."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(url).to_pandas()
-
-
-def url_file(url: str):
-    """An open binary stream on a URL, through pyarrow's filesystems."""
-    import pyarrow.fs as pafs
-
-    fs, path = pafs.FileSystem.from_uri(url)
-    return fs.open_input_stream(path)
+        if (folder / f"{name}{suffix}").exists():
+            return str(folder / f"{name}{suffix}")
+    raise DataError(f"{name}: table missing, expected {name}.csv or {name}.parquet in {folder}")
 
 
 def read_events(spark: SparkSession, data: Path | str) -> DataFrame:
     """The events table as Spark reads it (CSV: text columns, typed in `typed_events`)."""
     location = table_location(data, "events")
     try:
-        if location.endswith(".csv"):
+        if url_suffix(location) == ".csv":
             return spark.read.option("header", True).csv(location)
         return spark.read.parquet(location)
     except Exception as exc:
-        raise DataError(f"events: cannot read {location}: {first_line(exc)}") from exc
+        hint = CONNECTOR_HINT if "No FileSystem for scheme" in str(exc) else ""
+        raise DataError(f"events: cannot read {redact_uri(location)}: {first_line(exc)}{hint}") from exc
+
+
+CONNECTOR_HINT = (
+    " (Spark reads object storage through its Hadoop connectors, e.g. hadoop-aws for s3a://: docs/scale.md)"
+)
 
 
 @dataclass

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.errors import DataError
+from features.urls import find_table, local_path, read_url_table
 from tierwise import settings
 
 TABLES = ("accounts", "subscriptions", "events")
@@ -155,8 +156,8 @@ class Engine:
 def load_tables(data_dir: Path | str, engine: Engine | None = None) -> Tables:
     """Read `accounts`, `subscriptions` and `events` (CSV or Parquet) from a folder and validate them.
 
-    With `Engine("spark")` the events are read and cleaned by Spark and stay there (`data_dir` may
-    then be an object-storage URL); the rules and the result are the same.
+    With `Engine("spark")` the events are read and cleaned by Spark and stay there; the rules and the
+    result are the same. `data_dir` may be an object-storage URL with either engine (`features.urls`).
 
     Raises:
         DataError: a table is missing or empty, a required column is absent, a value has the wrong
@@ -168,10 +169,18 @@ def load_tables(data_dir: Path | str, engine: Engine | None = None) -> Tables:
         from features.spark_engine import load_tables_spark, spark_session
 
         return load_tables_spark(data_dir, spark_session(engine.spark_master))
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(f"data folder {data_dir} does not exist")
-    return validate_tables({name: read_table(data_dir, name) for name in TABLES})
+    location = data_location(data_dir)
+    return validate_tables({name: read_table(location, name) for name in TABLES})
+
+
+def data_location(data_dir: Path | str) -> Path | str:
+    """A data folder that exists (a `file://` URL as its path), or an object-storage URL (`features.urls`)."""
+    folder = local_path(data_dir)
+    if folder is None:
+        return str(data_dir)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
+    return folder
 
 
 def validate_tables(frames: dict[str, pd.DataFrame]) -> Tables:
@@ -317,8 +326,10 @@ def drop_early(events: pd.DataFrame, accounts: pd.DataFrame) -> tuple[pd.DataFra
     return (events[~early], int(early.sum())) if early.any() else (events, 0)
 
 
-def read_table(data_dir: Path, name: str) -> pd.DataFrame:
-    """Read one table, whichever of the supported formats it comes in."""
+def read_table(data_dir: Path | str, name: str) -> pd.DataFrame:
+    """Read one table, whichever of the supported formats it comes in (`data_location` says where)."""
+    if isinstance(data_dir, str):  # object storage
+        return read_url_table(find_table(data_dir, name, SUFFIXES), name)
     for suffix in SUFFIXES:
         path = data_dir / f"{name}{suffix}"
         if path.exists():

@@ -18,7 +18,7 @@ import pytest
 # before any test module imports LightGBM. Subprocesses of `tierwise` inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-pytest_plugins = ["tests.postgres"]  # the `postgres` fixture: a real PostgreSQL server on loopback
+pytest_plugins = ["tests.postgres", "tests.object_store"]  # a real PostgreSQL; an S3 API (moto) on loopback
 
 DEMO_ACCOUNTS = 400
 DEMO_SEED = 7

@@ -33,6 +33,7 @@ from features.tables import Engine, load_tables
 EXACT_AGGS = (COUNTING_AGGREGATES - {"sum_value"}) | {"days_since_last"}  # counts and days: equal to the bit
 RTOL = 1e-9  # rates and ratios: sums taken in another order
 HORIZON = 90
+SPARK = "local[2]"
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +114,25 @@ def test_every_window_metric_labels_and_cleaning_equal_numpy(spark, world, reque
 
 
 def test_features_command_with_spark_writes_the_same_table(spark, small_world, tmp_path):
-    """`tierwise features ... --engine spark` writes the table `tierwise features` writes: columns, rows, values."""
+    """`tierwise features ... --engine spark` writes the table `tierwise features` writes: columns, rows, values.
+
+    The Spark run reads and writes URLs (`file://`, which Hadoop and pyarrow both resolve), the path
+    an object store's `s3a://` or `gs://` takes.
+    """
     from tierwise.cli import app
 
     tables = load_tables(small_world)
-    dates = [str(d.date()) for d in as_of_dates(tables)[-2:]]
-    args = ["features", "--data", str(small_world), *[a for d in dates for a in ("--as-of", d)]]
+    dates = [a for d in as_of_dates(tables)[-2:] for a in ("--as-of", str(d.date()))]
     runner = CliRunner()
-    for name, extra in (("numpy", []), ("spark", ["--engine", "spark", "--spark-master", "local[2]"])):
-        result = runner.invoke(app, [*args, "--out", str(tmp_path / f"{name}.parquet"), *extra])
+    for data, out, extra in (
+        (str(small_world), str(tmp_path / "numpy.parquet"), []),
+        (
+            small_world.as_uri(),
+            (tmp_path / "spark.parquet").as_uri(),
+            ["--engine", "spark", "--spark-master", "local[2]"],
+        ),
+    ):
+        result = runner.invoke(app, ["features", "--data", data, *dates, "--out", out, *extra])
         assert result.exit_code == 0, result.output
     local, distributed = pd.read_parquet(tmp_path / "numpy.parquet"), pd.read_parquet(tmp_path / "spark.parquet")
     metrics = metric_set_for(tables)
@@ -185,3 +196,12 @@ def test_bad_event_values_are_named(spark, small_world, tmp_path):
         load_tables(tmp_path / "bad_date", Engine("spark"))
     with pytest.raises(DataError, match=r"events\.timestamp: not a date in 1 row"):
         load_tables(tmp_path / "bad_date")
+
+
+def test_spark_without_a_connector_for_the_bucket_says_so(spark, small_world, bucket):
+    """The small tables come from the bucket (pyarrow); Spark without hadoop-aws names the missing connector."""
+    url = bucket.upload(small_world, "spark/world")
+    with pytest.raises(
+        DataError, match=r"events: cannot read s3://.*/spark/world/events\.parquet: .*Hadoop connectors"
+    ):
+        load_tables(url, Engine("spark"))

@@ -34,7 +34,7 @@ MAX_ACCOUNTS = 1_000_000  # a simulated book larger than this takes hours and te
 LIGHTGBM_SEED_MAX = 2**31 - 1  # LightGBM keeps its seed in a C int
 
 
-def table_out(param: typer.CallbackParam, value: Path | None) -> Path | None:
+def table_out(param: typer.CallbackParam, value: str | None) -> Path | str | None:
     """Option callback: an output table path (.csv or .parquet) that can be written, checked before any work."""
     return value if value is None else output_file(value, TABLE_SUFFIXES, param.opts[0])
 
@@ -56,10 +56,13 @@ def table_format(value: str) -> str:
     return value
 
 
-DataDir = Annotated[
-    Path, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
+# Text, not Path: a Path would fold an object-storage URL's `s3://` into `s3:/`.
+DATA_HELP = "Folder with accounts, subscriptions and events (CSV or Parquet), or its URL (s3://, gs://, ...)."
+DataDir = Annotated[str, typer.Option("--data", help=DATA_HELP)]
+OptionalDataDir = Annotated[str | None, typer.Option("--data", help=DATA_HELP)]
+TableOut = Annotated[
+    str, typer.Option(help="Output file (.csv or .parquet), or its URL (s3://...).", callback=table_out)
 ]
-TableOut = Annotated[Path, typer.Option(help="Output file (.csv or .parquet).", callback=table_out)]
 Seed = Annotated[
     int, typer.Option(min=0, max=LIGHTGBM_SEED_MAX, help="Random seed: the same seed gives the same result.")
 ]

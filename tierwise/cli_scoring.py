@@ -8,15 +8,13 @@ from typing import Annotated
 import typer
 
 from features.tables import DataError
-from tierwise.cli import EngineName, SparkMaster, TableOut, app, console, html_out, parse_date
+from tierwise.cli import EngineName, OptionalDataDir, SparkMaster, TableOut, app, console, html_out, parse_date
 
 
 @app.command("score")
 def score(
     out: TableOut,
-    data: Annotated[
-        Path | None, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
-    ] = None,
+    data: OptionalDataDir = None,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="Score the accounts active on this date (YYYY-MM-DD).")
     ] = None,

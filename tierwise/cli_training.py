@@ -10,16 +10,14 @@ from typing import Annotated
 import typer
 
 from features.errors import DataError
-from tierwise.cli import EngineName, MetricsFile, Seed, SparkMaster, app, console, parse_date
+from tierwise.cli import EngineName, MetricsFile, OptionalDataDir, Seed, SparkMaster, app, console, parse_date
 
 MAX_HORIZON_DAYS = 3650  # ten years: beyond it no export holds a single label window
 
 
 @app.command("train")
 def train_cmd(
-    data: Annotated[
-        Path | None, typer.Option("--data", help="Folder with accounts, subscriptions and events (CSV or Parquet).")
-    ] = None,
+    data: OptionalDataDir = None,
     horizon_days: Annotated[
         int | None,
         typer.Option(

@@ -51,9 +51,8 @@ def redact_uri(text: str) -> str:
     Passwords given as query parameters (`?password=...`, `token=`, ...) are replaced too.
     """
     text = re.sub(r"(?P<head>[A-Za-z][\w+.-]*://[^\s/@:]*):[^\s/]*@", r"\g<head>:***@", text)
-    return re.sub(
-        r"(?i)(?P<key>[?&;](?:password|passwd|pwd|secret|token|api_key|access_key)=)[^&;\s]*", r"\g<key>***", text
-    )
+    keys = "password|passwd|pwd|secret|secret_key|token|session_token|api_key|access_key"
+    return re.sub(rf"(?i)(?P<key>[?&;](?:{keys})=)[^&;\s]*", r"\g<key>***", text)
 
 
 def scores_store() -> Path:

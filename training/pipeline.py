@@ -122,6 +122,7 @@ def train(
         experiment_id = use_experiment(experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"train as of {snap.frame['as_of'].max().date()}"):
             common = log_inputs(snap, tune, seed, capacity)
+            mlflow.set_tag("tierwise.engine", (engine or Engine()).name)  # which engine built the snapshots
             personas = learn_personas(snap.frame, snap.features.metrics, champion_personas(), seed)
             log_personas(personas)
             fitted, published = {}, {}
